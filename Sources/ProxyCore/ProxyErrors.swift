@@ -1,0 +1,40 @@
+import PGWire
+
+/// ErrorResponses that ShardGate itself sends, with the SQLSTATE a PostgreSQL client expects.
+public enum ProxyErrors {
+    public static func fatal(_ sqlState: String, _ message: String, detail: String? = nil, hint: String? = nil) -> ErrorNoticeFields {
+        ErrorNoticeFields(severity: "FATAL", sqlState: sqlState, message: message, detail: detail, hint: hint)
+    }
+
+    public static func error(_ sqlState: String, _ message: String, detail: String? = nil, hint: String? = nil) -> ErrorNoticeFields {
+        ErrorNoticeFields(severity: "ERROR", sqlState: sqlState, message: message, detail: detail, hint: hint)
+    }
+
+    /// 28P01, worded as PostgreSQL words it so that drivers and people recognise it.
+    public static func passwordFailed(user: String) -> ErrorNoticeFields {
+        fatal("28P01", "password authentication failed for user \"\(user)\"")
+    }
+
+    public static func protocolViolation(_ what: String) -> ErrorNoticeFields {
+        fatal("08P01", what)
+    }
+
+    /// The backend serving this client could not be reached or was lost.
+    public static func backendUnavailable(_ server: String, reason: String) -> ErrorNoticeFields {
+        error("08006", "ShardGate could not reach backend \(server): \(reason)",
+              hint: "The statement was not executed. Retry when the server is back.")
+    }
+
+    public static func poolTimeout(_ server: String, waitedMs: Int) -> ErrorNoticeFields {
+        error("53300", "no backend connection to \(server) became free within \(waitedMs) ms",
+              hint: "Raise pool.size or pool.checkout_timeout_ms in the shard map, or shorten transactions.")
+    }
+
+    /// A backend died while this client had a transaction open on it: the transaction is gone.
+    public static func transactionLost(_ server: String) -> ErrorNoticeFields {
+        fatal("08006", "connection to backend \(server) was lost inside a transaction; the transaction was rolled back",
+              hint: "Reconnect and retry the transaction.")
+    }
+
+    public static let shuttingDown = fatal("57P01", "terminating connection because ShardGate is shutting down")
+}

@@ -1,0 +1,55 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PGWire
+import ProxyCore
+
+/// An authenticated connection to a backend server, owned by the pool of its event loop.
+final class BackendConnection {
+    let server: BackendServer
+    let channel: any Channel
+    let handler: BackendChannelHandler
+    /// Parameter values reported when the connection started: what RESET returns to.
+    let defaults: [String: String]
+    /// Parameter values now, kept current from the ParameterStatus messages seen while relaying.
+    var current: [String: String]
+    /// The server's process ID and secret, for forwarding a client's CancelRequest.
+    let key: BackendKey?
+
+    init(server: BackendServer, channel: any Channel, handler: BackendChannelHandler, parameters: [String: String], key: BackendKey?) {
+        self.server = server
+        self.channel = channel
+        self.handler = handler
+        self.defaults = parameters
+        self.current = parameters
+        self.key = key
+    }
+
+    var id: ObjectIdentifier { ObjectIdentifier(self) }
+
+    /// Opens, authenticates and readies a connection on `eventLoop`.
+    static func connect(to server: BackendServer, on eventLoop: any EventLoop, limits: PGWireLimits, logger: Logger) -> EventLoopFuture<BackendConnection> {
+        let ready = eventLoop.makePromise(of: BackendConnection.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = BackendChannelHandler(server: server, limits: limits, ready: ready, logger: logger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        bootstrap.connect(host: server.host, port: server.port).whenFailure { error in
+            ready.fail(BackendConnectError(server: server, reason: "\(error)"))
+        }
+        return ready.futureResult
+    }
+}
+
+/// Why a backend connection could not be opened.
+struct BackendConnectError: Error, CustomStringConvertible {
+    var server: BackendServer
+    var reason: String
+    var description: String { "\(self.server): \(self.reason)" }
+}

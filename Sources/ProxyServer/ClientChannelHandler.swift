@@ -1,0 +1,328 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PGWire
+import ProxyCore
+
+/// One client connection. Performs what `ClientSessionStateMachine` decides and relays bytes between the
+/// client and the backend it leases; both channels live on the same event loop.
+final class ClientChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = ClientInbound
+    typealias OutboundOut = ByteBuffer
+
+    private var machine: ClientSessionStateMachine
+    private let loop: LoopContext
+    private(set) var logger: Logger
+    private(set) var clientContext: ChannelHandlerContext?
+    private var backend: BackendConnection?
+    private var cancelKey: BackendKey?
+    /// Client frames to forward, written to the backend once per read burst.
+    private var toBackend: ByteBuffer?
+    /// Bytes of a backend message that is being passed through without being complete in memory.
+    var relayPassThrough = 0
+    /// The start of a backend message that must be inspected but has not fully arrived.
+    var relayPartial: ByteBuffer?
+    /// A client read held back because the backend could not take more bytes.
+    private var readPending = false
+
+    init(loop: LoopContext, logger: Logger) {
+        self.loop = loop
+        self.logger = logger
+        self.machine = ClientSessionStateMachine(tlsAvailable: loop.shared.tls != nil)
+    }
+
+    var isClientWritable: Bool { self.clientContext?.channel.isWritable ?? false }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.clientContext = context
+        self.loop.clientOpened(self)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let action: ClientSessionStateMachine.Action
+        switch self.unwrapInboundIn(data) {
+        case .startup(let packet):
+            action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
+                                                        databaseName: self.loop.shared.databaseName)
+        case .frame(let frame):
+            action = self.machine.clientFrameReceived(frame)
+        }
+        self.perform(action, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushToBackend()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.dispose(self.machine.clientClosed())
+        if let key = self.cancelKey {
+            self.loop.shared.cancelRegistry.unregister(key)
+            self.cancelKey = nil
+        }
+        self.loop.clientClosed(self)
+        self.clientContext = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let fields: ErrorNoticeFields
+        switch error {
+        case let wire as PGWireError:
+            fields = ProxyErrors.protocolViolation("invalid message from client: \(wire)")
+        case let decoder as ByteToMessageDecoderError:
+            if case .leftoverDataWhenDone = decoder {
+                // The client went away in the middle of a message.
+                context.close(promise: nil)
+                return
+            }
+            fields = ProxyErrors.protocolViolation("invalid message from client: \(decoder)")
+        default:
+            self.logger.debug("client connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+            return
+        }
+        self.logger.debug("closing client after protocol error", metadata: ["error": "\(error)"])
+        self.perform(.closeClient(fields, backend: self.backend == nil ? .none : .close), context: context)
+        _ = self.machine.clientClosed()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            self.backend?.handler.resumeReading()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: backpressure toward the backend
+
+    func read(context: ChannelHandlerContext) {
+        if let backend = self.backend, !backend.channel.isWritable {
+            self.readPending = true
+            return
+        }
+        context.read()
+    }
+
+    func backendBecameWritable() {
+        guard self.readPending, let context = self.clientContext else { return }
+        self.readPending = false
+        context.read()
+    }
+
+    // MARK: actions
+
+    private func perform(_ action: ClientSessionStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            break
+        case .answerSSLRequest(let accept):
+            var answer = context.channel.allocator.buffer(capacity: 1)
+            answer.writeInteger(UInt8(ascii: accept ? "S" : "N"))
+            context.writeAndFlush(self.wrapOutboundOut(answer), promise: nil)
+            if accept, let tls = self.loop.shared.tls {
+                // The 'S' is already on its way in clear text; everything after it is TLS.
+                do {
+                    try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+                } catch {
+                    self.logger.info("could not start TLS", metadata: ["error": "\(error)"])
+                    context.close(promise: nil)
+                }
+            }
+        case .refuseGSSEncryption:
+            var answer = context.channel.allocator.buffer(capacity: 1)
+            answer.writeInteger(UInt8(ascii: "N"))
+            context.writeAndFlush(self.wrapOutboundOut(answer), promise: nil)
+        case .forwardCancel(let key):
+            self.loop.shared.cancelRegistry.cancel(key)
+            context.close(promise: nil)
+        case .sendAuthentication(let requests, let acquire):
+            var out = context.channel.allocator.buffer(capacity: 64)
+            for request in requests {
+                BackendMessage.authentication(request).encode(into: &out)
+            }
+            context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+            if acquire {
+                self.logger[metadataKey: "user"] = "\(self.machine.user)"
+                self.loop.pool(for: self.loop.shared.defaultServer).lease(for: self)
+            }
+        case .acquireBackend:
+            self.loop.pool(for: self.loop.shared.defaultServer).lease(for: self)
+        case .startBackend(let sync, let frames):
+            guard let backend = self.backend else { preconditionFailure("startBackend without a backend") }
+            var out = context.channel.allocator.buffer(capacity: 256)
+            if let sync {
+                FrontendMessage.query(sync).encode(into: &out)
+            }
+            for frame in frames {
+                frame.write(into: &out)
+            }
+            backend.channel.writeAndFlush(out, promise: nil)
+        case .forward(let frame):
+            if self.toBackend == nil {
+                self.toBackend = context.channel.allocator.buffer(capacity: frame.wireLength)
+            }
+            frame.write(into: &self.toBackend!)
+        case .finishLogin:
+            guard let backend = self.backend else { preconditionFailure("finishLogin without a backend") }
+            let key = self.loop.shared.cancelRegistry.register(self, on: context.eventLoop)
+            self.cancelKey = key
+            var out = context.channel.allocator.buffer(capacity: 512)
+            for name in backend.current.keys.sorted() {
+                BackendMessage.parameterStatus(name: name, value: backend.current[name]!).encode(into: &out)
+            }
+            BackendMessage.backendKeyData(key).encode(into: &out)
+            BackendMessage.readyForQuery(.idle).encode(into: &out)
+            context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+            self.releaseBackend()
+        case .releaseBackend:
+            self.releaseBackend()
+        case .send(let messages):
+            self.send(messages, context: context)
+        case .sendAndCloseBackend(let messages):
+            if !messages.isEmpty { self.send(messages, context: context) }
+            if let backend = self.backend {
+                self.backend = nil
+                self.resetRelay()
+                self.loop.pool(for: backend.server).discard(backend)
+            }
+        case .closeClient(let error, let disposition):
+            self.toBackend = nil
+            self.dispose(disposition)
+            if let error {
+                var out = context.channel.allocator.buffer(capacity: 128)
+                BackendMessage.errorResponse(error).encode(into: &out)
+                context.writeAndFlush(self.wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func send(_ messages: [BackendMessage], context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 128)
+        for message in messages { message.encode(into: &out) }
+        context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
+    }
+
+    private func dispose(_ disposition: ClientSessionStateMachine.BackendDisposition) {
+        switch disposition {
+        case .none:
+            break
+        case .release:
+            self.releaseBackend()
+        case .close:
+            if let backend = self.backend {
+                self.backend = nil
+                self.resetRelay()
+                self.loop.pool(for: backend.server).discard(backend)
+            }
+        case .cancelLease:
+            self.loop.pool(for: self.loop.shared.defaultServer).cancelLease(for: self)
+        }
+    }
+
+    private func releaseBackend() {
+        guard let backend = self.backend else { return }
+        self.backend = nil
+        self.resetRelay()
+        self.loop.pool(for: backend.server).release(backend)
+        if self.readPending, let context = self.clientContext {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    private func resetRelay() {
+        self.relayPartial = nil
+        self.relayPassThrough = 0
+    }
+
+    private func flushToBackend() {
+        guard let out = self.toBackend else { return }
+        self.toBackend = nil
+        self.backend?.channel.writeAndFlush(out, promise: nil)
+    }
+
+    // MARK: backend events (called by the relay and the backend handler, on this event loop)
+
+    var isSwallowingBackendOutput: Bool { self.machine.isSwallowingBackendOutput }
+    var hasAttachedBackend: Bool { self.backend != nil }
+
+    func readyForQueryFromBackend(_ status: BackendMessage.TransactionStatus) {
+        guard let context = self.clientContext else { return }
+        self.perform(self.machine.backendReadyForQuery(status), context: context)
+    }
+
+    func parameterStatusFromBackend(name: String, value: String) {
+        self.backend?.current[name] = value
+        self.machine.backendParameterStatus(name: name, value: value)
+    }
+
+    func internalStatementFailed(_ fields: ErrorNoticeFields) {
+        self.machine.internalStatementFailed(fields)
+    }
+
+    /// The backend sent bytes that are not protocol 3.0; it cannot be trusted any more.
+    func backendProtocolViolation(_ reason: String) {
+        self.logger.warning("backend protocol violation; closing it", metadata: ["reason": "\(reason)"])
+        self.backend?.channel.close(promise: nil)
+    }
+
+    /// The attached backend's connection closed.
+    func backendLost(reason: String) {
+        guard let backend = self.backend, let context = self.clientContext else { return }
+        self.backend = nil
+        self.resetRelay()
+        self.perform(self.machine.backendLost(server: "\(backend.server)", reason: reason), context: context)
+    }
+
+    // MARK: cancel and shutdown
+
+    /// A CancelRequest carrying this session's key arrived: pass it to the backend running its statement.
+    func cancelRunningStatement() {
+        guard let backend = self.backend, let key = backend.key, let eventLoop = self.clientContext?.eventLoop else { return }
+        let server = backend.server
+        self.logger.debug("forwarding cancel request", metadata: ["backend": "\(server)"])
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(5))
+            .connect(host: server.host, port: server.port)
+            .whenSuccess { channel in
+                var packet = channel.allocator.buffer(capacity: 16)
+                StartupPacket.cancel(key).encode(into: &packet)
+                channel.writeAndFlush(packet).whenComplete { _ in channel.close(promise: nil) }
+            }
+    }
+
+    func shutdown() {
+        guard let context = self.clientContext else { return }
+        self.perform(self.machine.shutdown(), context: context)
+    }
+
+    func forceClose() {
+        guard let context = self.clientContext else { return }
+        self.perform(self.machine.forceClose(), context: context)
+    }
+}
+
+extension ClientChannelHandler: BackendLeaser {
+    func backendLeased(_ connection: BackendConnection) {
+        guard let context = self.clientContext else {
+            // The client is gone already.
+            self.loop.pool(for: connection.server).release(connection)
+            return
+        }
+        self.backend = connection
+        connection.handler.attach(to: self)
+        self.perform(self.machine.backendAttached(current: connection.current, defaults: connection.defaults), context: context)
+    }
+
+    func backendUnavailable(_ error: ErrorNoticeFields) {
+        guard let context = self.clientContext else { return }
+        self.perform(self.machine.backendUnavailable(error), context: context)
+    }
+}

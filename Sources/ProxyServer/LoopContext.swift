@@ -1,0 +1,84 @@
+import Logging
+import NIOCore
+import NIOSSL
+import PGWire
+import ProxyCore
+
+/// What every connection of the proxy shares; immutable.
+struct SharedState: Sendable {
+    var databaseName: String
+    var auth: ClientAuthSettings
+    var tls: NIOSSLContext?
+    var cancelRegistry: CancelRegistry
+    /// Where statements go until shard-key routing exists: the first shard's primary.
+    var defaultServer: BackendServer
+    var limits: PGWireLimits
+    /// Backend connections per server per event loop.
+    var poolSizePerLoop: Int
+    var checkoutTimeout: TimeAmount
+    var idleTimeout: TimeAmount
+}
+
+/// The state one event loop owns: its backend pools and its client connections. Only touched on that loop,
+/// so a client and the backends it leases never cross threads.
+final class LoopContext {
+    let shared: SharedState
+    let eventLoop: any EventLoop
+    private let logger: Logger
+    private var pools: [BackendServer: BackendPool] = [:]
+    private var clients: [ObjectIdentifier: ClientChannelHandler] = [:]
+    private var shuttingDown = false
+
+    init(shared: SharedState, eventLoop: any EventLoop, logger: Logger) {
+        self.shared = shared
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    func pool(for server: BackendServer) -> BackendPool {
+        if let pool = self.pools[server] { return pool }
+        let pool = BackendPool(server: server, eventLoop: self.eventLoop, size: self.shared.poolSizePerLoop,
+                               checkoutTimeout: self.shared.checkoutTimeout, idleTimeout: self.shared.idleTimeout,
+                               limits: self.shared.limits, logger: self.logger)
+        self.pools[server] = pool
+        return pool
+    }
+
+    var clientCount: Int { self.clients.count }
+
+    var poolStats: [(server: BackendServer, size: Int, busy: Int, idle: Int, waiting: Int, connecting: Int)] {
+        self.pools.map { server, pool in
+            let s = pool.stats
+            return (server, s.size, s.busy, s.idle, s.waiting, s.connecting)
+        }
+    }
+
+    func clientOpened(_ client: ClientChannelHandler) {
+        self.clients[ObjectIdentifier(client)] = client
+        if self.shuttingDown {
+            client.shutdown()
+        }
+    }
+
+    func clientClosed(_ client: ClientChannelHandler) {
+        self.clients[ObjectIdentifier(client)] = nil
+    }
+
+    /// Asks every client to finish its transaction and leave.
+    func beginShutdown() {
+        self.shuttingDown = true
+        for client in Array(self.clients.values) {
+            client.shutdown()
+        }
+    }
+
+    /// Closes what is left, then the pools.
+    func finishShutdown() {
+        for client in Array(self.clients.values) {
+            client.forceClose()
+        }
+        for pool in self.pools.values {
+            pool.close()
+        }
+    }
+}

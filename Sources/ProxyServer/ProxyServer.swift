@@ -1,0 +1,153 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PGWire
+import ProxyCore
+import ShardMap
+
+/// Settings of a proxy instance, from the shard map and the command line.
+public struct ProxyConfiguration: Sendable {
+    public var map: ShardMap
+    public var host: String
+    public var port: Int
+    public var limits: PGWireLimits
+    public var environment: [String: String]
+
+    public init(map: ShardMap, host: String = "127.0.0.1", port: Int = 6432, limits: PGWireLimits = .default,
+                environment: [String: String]) {
+        self.map = map
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.environment = environment
+    }
+}
+
+/// A configuration the proxy refuses to run with.
+public struct ProxyConfigurationError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// The PostgreSQL-protocol listener: accepts clients and serves them from per-event-loop backend pools.
+public final class ProxyServer: Sendable {
+    private let group: any EventLoopGroup
+    private let shared: SharedState
+    private let configuration: ProxyConfiguration
+    private let logger: Logger
+    private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>]
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+
+    public init(configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws {
+        let map = configuration.map
+        let auth = ClientAuthSettings(map.auth)
+        if case .trust = auth.method, !Self.isLoopback(configuration.host) {
+            throw ProxyConfigurationError(description: """
+                client authentication is trust (no "auth" section in the shard map), which is only allowed while \
+                listening on loopback, but the listen address is \(configuration.host); add an "auth" section
+                """)
+        }
+        var tls: NIOSSLContext?
+        if let config = map.tls {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(config.certPath).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(file: config.keyPath, format: .pem)
+                tls = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            } catch {
+                throw ProxyConfigurationError(description: "tls: cannot load certificate \(config.certPath) / key \(config.keyPath): \(error)")
+            }
+        }
+        guard let first = map.shards.first else {
+            throw ProxyConfigurationError(description: "the shard map has no shards")
+        }
+        let loopList = Array(group.makeIterator())
+        let perLoop = max(1, (map.pool.size + loopList.count - 1) / loopList.count)
+        self.shared = SharedState(
+            databaseName: map.databaseName,
+            auth: auth,
+            tls: tls,
+            cancelRegistry: CancelRegistry(),
+            defaultServer: BackendServer(shard: first.name, role: .primary, url: first.primary, environment: configuration.environment),
+            limits: configuration.limits,
+            poolSizePerLoop: perLoop,
+            checkoutTimeout: .milliseconds(Int64(map.pool.checkoutTimeoutMs)),
+            idleTimeout: .milliseconds(Int64(map.pool.idleTimeoutMs)))
+        var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>] = [:]
+        for loop in loopList {
+            loops[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop)
+        }
+        self.loops = loops
+        self.group = group
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Binds the listener; returns the bound address (port 0 picks a free port).
+    public func start() async throws -> SocketAddress {
+        let shared = self.shared
+        let logger = self.logger
+        let loops = self.loops
+        let channel = try await ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.socketOption(.so_keepalive), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let box = loops[ObjectIdentifier(channel.eventLoop)]!
+                    let loop: LoopContext
+                    if let existing = box.value {
+                        loop = existing
+                    } else {
+                        loop = LoopContext(shared: shared, eventLoop: channel.eventLoop, logger: logger)
+                        box.value = loop
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClientFrameDecoder(limits: shared.limits)))
+                    try channel.pipeline.syncOperations.addHandler(ClientChannelHandler(loop: loop, logger: logger))
+                }
+            }
+            .bind(host: self.configuration.host, port: self.configuration.port)
+            .get()
+        self.serverChannel.withLockedValue { $0 = channel }
+        return channel.localAddress!
+    }
+
+    /// Stops accepting, lets clients finish their transactions for up to `grace`, then closes the rest.
+    public func shutdown(grace: TimeAmount) async {
+        let channel = self.serverChannel.withLockedValue { value in
+            defer { value = nil }
+            return value
+        }
+        try? await channel?.close()
+        await self.onEachLoop { $0.beginShutdown() }
+        let deadline = NIODeadline.now() + grace
+        while NIODeadline.now() < deadline {
+            let remaining = await self.clientCount()
+            if remaining == 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        await self.onEachLoop { $0.finishShutdown() }
+    }
+
+    /// Connected clients across all event loops.
+    public func clientCount() async -> Int {
+        var total = 0
+        for (_, box) in self.loops {
+            total += (try? await box.eventLoop.submit { box.value?.clientCount ?? 0 }.get()) ?? 0
+        }
+        return total
+    }
+
+    private func onEachLoop(_ body: @escaping @Sendable (LoopContext) -> Void) async {
+        for (_, box) in self.loops {
+            try? await box.eventLoop.submit {
+                if let context = box.value { body(context) }
+            }.get()
+        }
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}

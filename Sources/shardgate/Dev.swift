@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ShardMap
+
+/// `shardgate dev`: a local cluster (2 shards, each a primary with a streaming replica) and the proxy.
+struct Dev: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start (or reuse) a local 2-shard cluster under ./.shardgate-dev and run the proxy in front of it.")
+
+    @Flag(help: "Delete the local cluster and start from empty.")
+    var reset = false
+
+    @Option(help: "Folder of the local cluster.")
+    var dir = ".shardgate-dev"
+
+    @Option(help: "Port of the first PostgreSQL server; shard i uses base+2i (primary) and base+2i+1 (replica).")
+    var basePort = 5500
+
+    @Option(help: "Number of shards.")
+    var shards = 2
+
+    @OptionGroup var options: ProxyOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let logger = self.options.makeLogger(environment: environment)
+        guard let script = Self.findClusterScript() else {
+            throw CleanExit.message("""
+                shardgate dev: cannot find scripts/pgcluster. Run it from the ShardGate checkout \
+                (e.g. `swift run shardgate dev`), or set SHARDGATE_CLUSTER_SCRIPT.
+                """)
+        }
+        let directory = URL(fileURLWithPath: self.dir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+        var arguments = ["start", "--dir", directory, "--shards", String(self.shards), "--base-port", String(self.basePort)]
+        if self.reset { arguments.append("--reset") }
+        guard Self.run(script, arguments) == 0 else {
+            throw CleanExit.message("shardgate dev: the local cluster did not start (see the messages above)")
+        }
+        let mapPath = directory + "/shardmap.json"
+        let map: ShardMap
+        do {
+            map = try ShardMap.load(path: mapPath, environment: environment)
+        } catch {
+            _ = Self.run(script, ["stop", "--dir", directory])
+            throw CleanExit.message("shardgate dev: cannot load \(mapPath): \(error)")
+        }
+        let (host, port) = try self.options.listenAddress(environment: environment)
+        let database = map.databaseName
+        defer { _ = Self.run(script, ["stop", "--dir", directory]) }
+        try await runProxy(map: map, host: host, port: port, limits: try self.options.limits(environment: environment),
+                           environment: environment, logger: logger) { address in
+            let shown = address.port.map { "\(host):\($0)" } ?? "\(address)"
+            FileHandle.standardOutput.write(Data("""
+
+                ShardGate dev is running: \(map.shards.count) shards, each a primary with a streaming replica.
+                  connect:   psql "postgresql://postgres@\(shown)/\(database)"
+                  shard map: \(mapPath)
+                Press Ctrl-C to stop the proxy and the local cluster.
+
+                """.utf8))
+        }
+    }
+
+    /// scripts/pgcluster next to the working directory or the executable, or SHARDGATE_CLUSTER_SCRIPT.
+    static func findClusterScript() -> String? {
+        if let explicit = ProcessInfo.processInfo.environment["SHARDGATE_CLUSTER_SCRIPT"] {
+            return explicit
+        }
+        let starts = [FileManager.default.currentDirectoryPath,
+                      URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path]
+        for start in starts {
+            var folder = URL(fileURLWithPath: start)
+            for _ in 0..<8 {
+                let candidate = folder.appendingPathComponent("scripts/pgcluster").path
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                folder.deleteLastPathComponent()
+            }
+        }
+        return nil
+    }
+
+    /// Runs a command with this process's output; returns its exit status.
+    static func run(_ executable: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        do {
+            try process.run()
+        } catch {
+            FileHandle.standardError.write(Data("shardgate dev: cannot run \(executable): \(error)\n".utf8))
+            return -1
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}

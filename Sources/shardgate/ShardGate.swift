@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PGWire
+import ProxyServer
+import ShardMap
+
+@main
+struct ShardGate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shardgate",
+        abstract: "A shard-routing PostgreSQL proxy.",
+        subcommands: [Serve.self, Dev.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options shared by `serve` and `dev`.
+struct ProxyOptions: ParsableArguments {
+    @Option(help: "Address to accept PostgreSQL clients on, host:port (env SHARDGATE_LISTEN).")
+    var listen: String?
+
+    @Option(help: "Largest protocol message accepted from a client, in bytes (env SHARDGATE_MAX_MESSAGE_BYTES).")
+    var maxMessageBytes: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error (env SHARDGATE_LOG_LEVEL).")
+    var logLevel: String?
+
+    func listenAddress(environment: [String: String]) throws -> (host: String, port: Int) {
+        let text = self.listen ?? environment["SHARDGATE_LISTEN"] ?? "127.0.0.1:6432"
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be host:port, got \"\(text)\"")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    func limits(environment: [String: String]) throws -> PGWireLimits {
+        let value = self.maxMessageBytes ?? environment["SHARDGATE_MAX_MESSAGE_BYTES"].flatMap(Int.init)
+        guard let value else { return .default }
+        guard value >= 1024 else { throw ValidationError("--max-message-bytes must be at least 1024") }
+        return PGWireLimits(maxMessageBytes: value)
+    }
+
+    func makeLogger(environment: [String: String]) -> Logger {
+        var logger = Logger(label: "shardgate")
+        let level = self.logLevel ?? environment["SHARDGATE_LOG_LEVEL"] ?? "info"
+        logger.logLevel = Logger.Level(rawValue: level) ?? .info
+        return logger
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy (the default command).")
+
+    @Option(help: "Path of shardmap.json (env SHARDGATE_MAP).")
+    var map: String?
+
+    @OptionGroup var options: ProxyOptions
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let path = self.map ?? environment["SHARDGATE_MAP"] else {
+            throw ValidationError("no shard map: pass --map shardmap.json or set SHARDGATE_MAP")
+        }
+        let logger = self.options.makeLogger(environment: environment)
+        let shardMap: ShardMap
+        do {
+            shardMap = try ShardMap.load(path: path, environment: environment)
+        } catch {
+            throw CleanExit.message("shardgate: cannot load \(path): \(error)")
+        }
+        let (host, port) = try self.options.listenAddress(environment: environment)
+        try await runProxy(map: shardMap, host: host, port: port, limits: try self.options.limits(environment: environment),
+                           environment: environment, logger: logger, announce: nil)
+    }
+}
+
+/// Runs the proxy until SIGINT or SIGTERM, then drains it.
+func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, environment: [String: String], logger: Logger,
+              announce: (@Sendable (SocketAddress) -> Void)?) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+    let server: ProxyServer
+    do {
+        server = try ProxyServer(configuration: ProxyConfiguration(map: map, host: host, port: port, limits: limits,
+                                                                   environment: environment),
+                                 group: group, logger: logger)
+    } catch {
+        try? await group.shutdownGracefully()
+        throw CleanExit.message("shardgate: \(error)")
+    }
+    let address: SocketAddress
+    do {
+        address = try await server.start()
+    } catch {
+        try? await group.shutdownGracefully()
+        throw CleanExit.message("shardgate: cannot listen on \(host):\(port): \(error)")
+    }
+    logger.info("shardgate listening", metadata: ["address": "\(address)", "map_version": "\(map.version)",
+                                                   "shards": "\(map.shards.count)"])
+    announce?(address)
+    let signal = await waitForTerminationSignal()
+    logger.info("received \(signal); draining clients")
+    await server.shutdown(grace: .seconds(10))
+    try? await group.shutdownGracefully()
+    logger.info("shardgate stopped")
+}
+
+/// Suspends until SIGINT or SIGTERM arrives; returns its name.
+func waitForTerminationSignal() async -> String {
+    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+        let queue = DispatchQueue(label: "shardgate.signals")
+        let once = SignalOnce(continuation)
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { once.fire(name) }
+            source.resume()
+            once.keep(source)
+        }
+    }
+}
+
+/// Resumes the continuation for the first signal only; keeps the sources alive meanwhile.
+private final class SignalOnce: @unchecked Sendable {
+    // Touched only on the signal queue, after setup.
+    private var continuation: CheckedContinuation<String, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<String, Never>) {
+        self.continuation = continuation
+    }
+
+    func keep(_ source: any DispatchSourceSignal) {
+        self.sources.append(source)
+    }
+
+    func fire(_ name: String) {
+        self.continuation?.resume(returning: name)
+        self.continuation = nil
+    }
+}
