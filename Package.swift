@@ -5,6 +5,12 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// The proxy's hot path crosses PGWire, ProxyCore and ProxyServer; let the optimizer specialize and
+/// inline across them (generic pool state, message enums) in release builds.
+let hotPath: [SwiftSetting] = strict + [
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "shardgate",
     platforms: [.macOS(.v14)],
@@ -24,7 +30,7 @@ let package = Package(
         .target(
             name: "PGWire",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strict
+            swiftSettings: hotPath
         ),
         // shardmap.json: model, validation, slot hash, slot ranges, connection URLs.
         .target(name: "ShardMap", swiftSettings: strict),
@@ -42,7 +48,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: hotPath
         ),
         // NIO bootstraps, channel handlers, per-event-loop pools, TLS.
         .target(
@@ -54,7 +60,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: hotPath
         ),
         .executableTarget(
             name: "shardgate",

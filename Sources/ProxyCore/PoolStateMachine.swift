@@ -40,6 +40,8 @@ public struct PoolStateMachine<Connection: Hashable, Waiter: Hashable> {
     }
 
     public var idleCount: Int { self.idle.count }
+    /// The checkout deadline of the longest-waiting waiter, if any.
+    public var earliestWaiterDeadline: NIODeadline? { self.waiters.first?.deadline }
     public var waitingCount: Int { self.waiters.count }
     public var leasedCount: Int { self.total - self.connecting - self.idle.count }
 

@@ -15,6 +15,9 @@ final class BackendConnection {
     var current: [String: String]
     /// The server's process ID and secret, for forwarding a client's CancelRequest.
     let key: BackendKey?
+    /// The pool this connection belongs to (set when the pool adopts it). Pools live as long as their
+    /// event loop, so they always outlive their connections.
+    unowned(unsafe) var pool: BackendPool!
 
     init(server: BackendServer, channel: any Channel, handler: BackendChannelHandler, parameters: [String: String], key: BackendKey?) {
         self.server = server

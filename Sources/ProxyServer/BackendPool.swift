@@ -19,6 +19,8 @@ final class BackendPool {
     private let limits: PGWireLimits
     private let logger: Logger
     private var reaper: Scheduled<Void>?
+    /// The one timer for checkout deadlines: set for the earliest waiter, re-armed when it fires.
+    private var expiryTimer: Scheduled<Void>?
     private var closed = false
 
     init(server: BackendServer, eventLoop: any EventLoop, size: Int, checkoutTimeout: TimeAmount, idleTimeout: TimeAmount,
@@ -108,6 +110,7 @@ final class BackendPool {
                 switch result {
                 case .success(let connection):
                     self.connections[connection.id] = connection
+                    connection.pool = self
                     connection.handler.onClose = { [weak self] connection in self?.connectionClosed(connection) }
                     if self.closed {
                         connection.channel.close(promise: nil)
@@ -133,16 +136,23 @@ final class BackendPool {
         }
     }
 
+    /// Arms the checkout timer unless one is already set: waiters are queued in deadline order, so the
+    /// armed timer is never later than the earliest deadline.
     private func scheduleExpiry(at deadline: NIODeadline) {
-        self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+        guard self.expiryTimer == nil else { return }
+        self.expiryTimer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             self?.expireWaiters()
         }
     }
 
     private func expireWaiters() {
+        self.expiryTimer = nil
         let waitedMs = Int(self.machine.checkoutTimeout.nanoseconds / 1_000_000)
         for id in self.machine.expireWaiters(now: .now()) {
             self.waiters.removeValue(forKey: id)?.backendUnavailable(ProxyErrors.poolTimeout("\(self.server)", waitedMs: waitedMs))
+        }
+        if let next = self.machine.earliestWaiterDeadline {
+            self.scheduleExpiry(at: next)
         }
     }
 

@@ -49,6 +49,7 @@ struct Dev: AsyncParsableCommand {
         let database = map.databaseName
         defer { _ = Self.run(script, ["stop", "--dir", directory]) }
         try await runProxy(map: map, host: host, port: port, limits: try self.options.limits(environment: environment),
+                           threads: try self.options.threadCount(environment: environment),
                            environment: environment, logger: logger) { address in
             let shown = address.port.map { "\(host):\($0)" } ?? "\(address)"
             FileHandle.standardOutput.write(Data("""

@@ -27,6 +27,15 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env SHARDGATE_LOG_LEVEL).")
     var logLevel: String?
 
+    @Option(help: "Event-loop threads (env SHARDGATE_THREADS); default: one per CPU core.")
+    var threads: Int?
+
+    func threadCount(environment: [String: String]) throws -> Int {
+        let value = self.threads ?? environment["SHARDGATE_THREADS"].flatMap(Int.init) ?? System.coreCount
+        guard value >= 1 else { throw ValidationError("--threads must be at least 1") }
+        return value
+    }
+
     func listenAddress(environment: [String: String]) throws -> (host: String, port: Int) {
         let text = self.listen ?? environment["SHARDGATE_LISTEN"] ?? "127.0.0.1:6432"
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
@@ -74,14 +83,15 @@ struct Serve: AsyncParsableCommand {
         }
         let (host, port) = try self.options.listenAddress(environment: environment)
         try await runProxy(map: shardMap, host: host, port: port, limits: try self.options.limits(environment: environment),
+                           threads: try self.options.threadCount(environment: environment),
                            environment: environment, logger: logger, announce: nil)
     }
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains it.
-func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, environment: [String: String], logger: Logger,
-              announce: (@Sendable (SocketAddress) -> Void)?) async throws {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, threads: Int, environment: [String: String],
+              logger: Logger, announce: (@Sendable (SocketAddress) -> Void)?) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
     let server: ProxyServer
     do {
         server = try ProxyServer(configuration: ProxyConfiguration(map: map, host: host, port: port, limits: limits,
