@@ -74,8 +74,10 @@ public struct BackendStartupStateMachine {
             }
 
         case (.scram, .authentication(.ok)):
-            self.state = .authenticated
-            return .none
+            // Only AuthenticationSASLFinal, verified, proves the server knows the password's keys (see
+            // SCRAMClientExchange): AuthenticationOk before it could come from anyone posing as the server.
+            self.state = .done
+            return .fail("the server ended SCRAM authentication without sending its signature")
 
         case (.authenticated, .authentication(.ok)):
             return .none

@@ -121,7 +121,7 @@ public struct ClientAuthenticator {
             }
             guard exchange != nil else {
                 // Unknown user: answer with a plausible challenge and fail at the proof, as PostgreSQL does.
-                var mock = SCRAMServerExchange(credentials: Self.unknownUserCredentials)
+                var mock = SCRAMServerExchange(credentials: .mock(username: self.user, secret: Self.mockSecret))
                 guard let first = try? mock.receiveClientFirst(Array(data.readableBytesView)) else {
                     self.state = .done
                     return .failed(ProxyErrors.passwordFailed(user: self.user))
@@ -152,8 +152,10 @@ public struct ClientAuthenticator {
         }
     }
 
-    /// Credentials no password matches, used to run the exchange for users the map does not list.
-    private static let unknownUserCredentials = SCRAMServerCredentials(password: "\(UInt64.random(in: .min ... .max))-\(UInt64.random(in: .min ... .max))")
+    /// Secret for the mock credentials of users the map does not list. Their salt is derived from the user name
+    /// (as PostgreSQL's mock authentication does): one shared salt for every unknown name would tell a client
+    /// which names do not exist.
+    private static let mockSecret: [UInt8] = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
 
     private static func scramFailure(_ error: SCRAMError, user: String) -> ErrorNoticeFields {
         if error.code == .invalidProof {

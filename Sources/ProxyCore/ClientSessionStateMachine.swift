@@ -53,6 +53,8 @@ public struct ClientSessionStateMachine {
         var internalPending: Int
         var internalError: ErrorNoticeFields?
         var transactionStatus: BackendMessage.TransactionStatus
+        /// Extended-protocol messages were forwarded after the last Sync: the backend is inside a batch.
+        var batchOpen = false
     }
 
     enum Backend {
@@ -62,7 +64,8 @@ public struct ClientSessionStateMachine {
     }
 
     enum State {
-        case awaitingStartup(sslNegotiated: Bool)
+        /// `sslAnswered`: an SSLRequest was answered ('S' or 'N'); PostgreSQL accepts only one.
+        case awaitingStartup(sslAnswered: Bool)
         case authenticating(ClientAuthenticator, user: String)
         case loggingIn(Backend)
         case ready(Backend, skipUntilSync: Bool)
@@ -76,7 +79,7 @@ public struct ClientSessionStateMachine {
     public private(set) var user: String = ""
 
     public init(tlsAvailable: Bool) {
-        self.state = .awaitingStartup(sslNegotiated: false)
+        self.state = .awaitingStartup(sslAnswered: false)
         self.tlsAvailable = tlsAvailable
     }
 
@@ -103,15 +106,15 @@ public struct ClientSessionStateMachine {
     // MARK: startup and authentication
 
     public mutating func startupPacketReceived(_ packet: StartupPacket, settings: ClientAuthSettings, databaseName: String) -> Action {
-        guard case .awaitingStartup(let sslNegotiated) = self.state else {
+        guard case .awaitingStartup(let sslAnswered) = self.state else {
             return self.protocolViolation("unexpected startup packet")
         }
         switch packet {
         case .sslRequest:
-            guard !sslNegotiated else {
-                return self.protocolViolation("SSLRequest after TLS was established")
+            guard !sslAnswered else {
+                return self.protocolViolation("SSLRequest received twice")
             }
-            self.state = .awaitingStartup(sslNegotiated: self.tlsAvailable)
+            self.state = .awaitingStartup(sslAnswered: true)
             return .answerSSLRequest(accept: self.tlsAvailable)
         case .gssEncRequest:
             return .refuseGSSEncryption
@@ -119,7 +122,7 @@ public struct ClientSessionStateMachine {
             self.state = .closed
             return .forwardCancel(key)
         case .startup(let message):
-            guard message["replication"] == nil || message["replication"] == "false" || message["replication"] == "off" else {
+            guard ["false", "off", "no", "0"].contains(message["replication"]?.lowercased() ?? "false") else {
                 self.state = .closed
                 return .closeClient(ProxyErrors.fatal("0A000", "ShardGate does not support replication connections",
                                                       hint: "Connect to a shard's primary directly for replication."), backend: .none)
@@ -197,6 +200,7 @@ public struct ClientSessionStateMachine {
             switch backend {
             case .attached(var attached):
                 if Self.expectsReadyForQuery(id) { attached.outstanding += 1 }
+                attached.batchOpen = Self.batchOpen(attached.batchOpen, after: id)
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 return .forward(frame)
             case .acquiring(var queue):
@@ -204,6 +208,11 @@ public struct ClientSessionStateMachine {
                 self.state = .ready(.acquiring(queue: queue), skipUntilSync: false)
                 return .none
             case .none:
+                if self.draining {
+                    // Shutdown: the answer to the last statement was delivered; no new one starts.
+                    self.state = .closed
+                    return .closeClient(ProxyErrors.shuttingDown, backend: .none)
+                }
                 if skipUntilSync {
                     if id == .sync {
                         self.state = .ready(.none, skipUntilSync: false)
@@ -240,7 +249,10 @@ public struct ClientSessionStateMachine {
             let outstanding = queue.reduce(0) { count, frame in
                 count + (FrontendMessageID(rawValue: frame.id).map(Self.expectsReadyForQuery) == true ? 1 : 0)
             }
-            let attached = Attached(outstanding: outstanding, internalPending: sync == nil ? 0 : 1, transactionStatus: .idle)
+            var attached = Attached(outstanding: outstanding, internalPending: sync == nil ? 0 : 1, transactionStatus: .idle)
+            attached.batchOpen = queue.reduce(false) { open, frame in
+                FrontendMessageID(rawValue: frame.id).map { Self.batchOpen(open, after: $0) } ?? open
+            }
             self.state = .ready(.attached(attached), skipUntilSync: false)
             return .startBackend(sync: sync, frames: queue)
         case .closed:
@@ -260,13 +272,21 @@ public struct ClientSessionStateMachine {
             fatal.fields = fatal.fields.map { ($0.0 == ErrorNoticeFields.Code.severity.rawValue || $0.0 == ErrorNoticeFields.Code.severityNonLocalized.rawValue) ? ($0.0, "FATAL") : $0 }
             return .closeClient(fatal, backend: .none)
         case .ready(.acquiring(let queue), _):
-            // Answer as PostgreSQL would have had the statements failed: one error, then ReadyForQuery for
-            // each Query/Sync already sent; an extended-protocol batch without Sync skips to its Sync.
-            let answers = queue.filter { FrontendMessageID(rawValue: $0.id).map(Self.expectsReadyForQuery) == true }.count
-            var messages: [BackendMessage] = [.errorResponse(error)]
-            messages += Array(repeating: .readyForQuery(.idle), count: answers)
-            let lastIsSync = queue.last.map { Self.expectsReadyForQuery(FrontendMessageID(rawValue: $0.id) ?? .flush) } ?? false
-            self.state = .ready(.none, skipUntilSync: !lastIsSync)
+            // Answer as PostgreSQL would have had each statement failed: an error and ReadyForQuery for each
+            // Query and each batch ended by Sync (so that no pipelined statement looks executed); an
+            // extended-protocol batch without Sync gets its error and skips to its Sync.
+            var messages: [BackendMessage] = []
+            var batchOpen = false
+            for frame in queue {
+                guard let id = FrontendMessageID(rawValue: frame.id) else { continue }
+                if Self.expectsReadyForQuery(id) {
+                    if id != .sync || batchOpen { messages.append(.errorResponse(error)) }
+                    messages.append(.readyForQuery(.idle))
+                }
+                batchOpen = Self.batchOpen(batchOpen, after: id)
+            }
+            if batchOpen { messages.append(.errorResponse(error)) }
+            self.state = .ready(.none, skipUntilSync: batchOpen)
             return self.drainingCheck(.send(messages))
         case .closed:
             return .none
@@ -305,7 +325,8 @@ public struct ClientSessionStateMachine {
                 return .none
             }
             attached.outstanding -= 1
-            guard attached.outstanding <= 0, status == .idle else {
+            // An extended-protocol batch sent after the answered statement is still running on this backend.
+            guard attached.outstanding <= 0, status == .idle, !attached.batchOpen else {
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 return .none
             }
@@ -348,11 +369,15 @@ public struct ClientSessionStateMachine {
                 self.state = .closed
                 return .closeClient(ProxyErrors.transactionLost(server), backend: .close)
             }
-            self.state = .ready(.none, skipUntilSync: false)
-            let answers = max(attached.outstanding, 0)
-            guard answers > 0 else { return self.drainingCheck(.sendAndCloseBackend([])) }
-            var messages: [BackendMessage] = [.errorResponse(ProxyErrors.backendUnavailable(server, reason: reason))]
-            messages += Array(repeating: .readyForQuery(.idle), count: answers)
+            // Each answer still due fails on its own; a batch without its Sync gets its error now (a driver
+            // waiting after Flush would otherwise wait forever) and the rest of it is skipped up to Sync.
+            let error = ProxyErrors.backendUnavailable(server, reason: reason)
+            var messages: [BackendMessage] = []
+            for _ in 0..<max(attached.outstanding, 0) {
+                messages += [.errorResponse(error), .readyForQuery(.idle)]
+            }
+            if attached.batchOpen { messages.append(.errorResponse(error)) }
+            self.state = .ready(.none, skipUntilSync: attached.batchOpen)
             return self.drainingCheck(.sendAndCloseBackend(messages))
         case .closed, .ready, .awaitingStartup, .authenticating:
             return .none
@@ -439,13 +464,26 @@ public struct ClientSessionStateMachine {
         case .acquiring:
             return .cancelLease
         case .attached(let a):
-            // Reusable only if nothing is in flight and no transaction is open.
-            return a.outstanding <= 0 && a.internalPending == 0 && a.transactionStatus == .idle ? .release : .close
+            // Reusable only if nothing is in flight and no transaction or unsynced batch is open.
+            return a.outstanding <= 0 && a.internalPending == 0 && a.transactionStatus == .idle && !a.batchOpen
+                ? .release : .close
         }
     }
 
     static func expectsReadyForQuery(_ id: FrontendMessageID) -> Bool {
         id == .query || id == .sync || id == .functionCall
+    }
+
+    /// Whether an extended-protocol batch is open after `id`: its messages open one, only Sync ends it.
+    static func batchOpen(_ open: Bool, after id: FrontendMessageID) -> Bool {
+        switch id {
+        case .parse, .bind, .describe, .execute, .close:
+            return true
+        case .sync:
+            return false
+        case .query, .functionCall, .flush, .copyData, .copyDone, .copyFail, .password, .terminate:
+            return open
+        }
     }
 
     static func asWarning(_ error: ErrorNoticeFields) -> ErrorNoticeFields {

@@ -4,8 +4,9 @@
 /// with ParameterStatus while serving it. Before a backend serves a client, `synchronization(...)` gives
 /// the SET/RESET statements that make the backend's values equal the client's.
 ///
-/// What is not tracked here (until the SQL-aware routing layer exists): `SET` of parameters that PostgreSQL
-/// does not report with ParameterStatus (search_path, statement_timeout, ...) issued as SQL.
+/// What is not tracked here (until the SQL-aware routing layer exists): `SET` issued as SQL of parameters
+/// that PostgreSQL does not report with ParameterStatus (search_path, statement_timeout, ...). Such values
+/// given at startup (including `options=-c ...`) are tracked.
 public struct SessionParameters: Sendable, Equatable {
     /// Parameters PostgreSQL reports with ParameterStatus that a client may change and expect to keep.
     public static let reportedSettable: Set<String> = [
@@ -23,13 +24,62 @@ public struct SessionParameters: Sendable, Equatable {
         self.values = values
     }
 
-    /// The parameters of a startup packet, without `user`, `database` and the like.
+    /// The parameters of a startup packet, without `user`, `database` and the like; `options` is read the
+    /// way PostgreSQL reads it (`-c name=value` and `--name=value`, backslash escapes a space), and protocol
+    /// extension keys (`_pq_.*`) are left out: they are answered with NegotiateProtocolVersion instead.
     public init(startup parameters: [(String, String)]) {
         var values: [String: String] = [:]
-        for (name, value) in parameters where !Self.nonParameterStartupKeys.contains(name) {
-            values[Self.canonicalName(name)] = value
+        for (name, value) in parameters {
+            if name == "options" {
+                for (optionName, optionValue) in Self.parseOptions(value) {
+                    values[Self.canonicalName(optionName)] = optionValue
+                }
+            } else if !Self.nonParameterStartupKeys.contains(name) && !name.hasPrefix("_pq_.") {
+                values[Self.canonicalName(name)] = value
+            }
         }
         self.values = values
+    }
+
+    /// Splits a startup `options` string into `name=value` settings.
+    static func parseOptions(_ options: String) -> [(String, String)] {
+        // Words are separated by unescaped white space; "\ " is a literal space.
+        var words: [String] = []
+        var current = ""
+        var escaped = false
+        for character in options {
+            if escaped {
+                current.append(character)
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else if character == " " || character == "\t" {
+                if !current.isEmpty { words.append(current) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        if !current.isEmpty { words.append(current) }
+        var settings: [(String, String)] = []
+        var index = 0
+        while index < words.count {
+            var setting: String?
+            if words[index] == "-c", index + 1 < words.count {
+                setting = words[index + 1]
+                index += 1
+            } else if words[index].hasPrefix("-c") {
+                setting = String(words[index].dropFirst(2))
+            } else if words[index].hasPrefix("--") {
+                setting = String(words[index].dropFirst(2))
+            }
+            if let setting, let equals = setting.firstIndex(of: "=") {
+                let name = setting[..<equals].replacingOccurrences(of: "-", with: "_")
+                settings.append((name, String(setting[setting.index(after: equals)...])))
+            }
+            index += 1
+        }
+        return settings
     }
 
     /// Records a ParameterStatus seen while this client owned the backend.
@@ -40,23 +90,64 @@ public struct SessionParameters: Sendable, Equatable {
     }
 
     /// SQL making a backend whose current values are `backend` (and whose values at connection start were
-    /// `backendDefaults`) match this client; nil when nothing differs.
+    /// `backendDefaults`) match this client; nil when nothing differs. It runs as one simple-protocol
+    /// Query whose results the client never sees.
     ///
     /// A parameter the client never set but a previous client changed is RESET to the server default.
     public func synchronization(backend: [String: String], backendDefaults: [String: String]) -> String? {
-        var statements: [String] = []
+        // Fast path, taken on almost every lease: nothing differs. No sorting, no allocation.
+        guard self.differs(from: backend, backendDefaults: backendDefaults) else { return nil }
+        // set_config takes the value as text, exactly as a startup parameter is taken: a list such as
+        // search_path 'a, b' stays two schemas (SET name TO 'a, b' would make it one).
+        var assignments: [String] = []
         for name in self.values.keys.sorted() {
             let wanted = self.values[name]!
             if backend[name] != wanted {
-                statements.append("SET \(Self.quoteIdentifier(name)) TO \(Self.quoteLiteral(wanted))")
+                assignments.append("pg_catalog.set_config(\(Self.quoteLiteral(name)), \(Self.quoteLiteral(wanted)), false)")
             }
         }
-        for name in backend.keys.sorted() where self.values[name] == nil {
-            if Self.reportedSettable.contains(name), backend[name] != backendDefaults[name] {
-                statements.append("RESET \(Self.quoteIdentifier(name))")
-            }
+        var statements: [String] = []
+        if !assignments.isEmpty {
+            statements.append("SELECT " + assignments.joined(separator: ", "))
+        }
+        for name in backend.keys.sorted() where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
+            statements.append("RESET \(Self.quoteIdentifier(name))")
         }
         return statements.isEmpty ? nil : statements.joined(separator: "; ")
+    }
+
+    /// The backend's parameter values once `synchronization(...)` has run on it, to be kept as its
+    /// known state (so values PostgreSQL never reports are still known, and reset for the next client).
+    public func stateAfterSynchronization(backend: [String: String], backendDefaults: [String: String]) -> [String: String] {
+        var state = backend
+        for name in backend.keys where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
+            state[name] = backendDefaults[name]
+        }
+        for (name, value) in self.values {
+            state[name] = value
+        }
+        return state
+    }
+
+    /// A parameter this client did not set that differs from the server default: a reportable one a
+    /// previous client changed, or one the proxy itself set for a previous client (never reported, so
+    /// absent from the defaults). Reported read-only parameters (server_version, is_superuser, ...) are
+    /// never reset.
+    private func needsReset(_ name: String, backend: [String: String], backendDefaults: [String: String]) -> Bool {
+        guard self.values[name] == nil else { return false }
+        let fallback = backendDefaults[name]
+        guard backend[name] != fallback else { return false }
+        return fallback == nil || Self.reportedSettable.contains(name)
+    }
+
+    private func differs(from backend: [String: String], backendDefaults: [String: String]) -> Bool {
+        for (name, wanted) in self.values where backend[name] != wanted {
+            return true
+        }
+        for name in backend.keys where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
+            return true
+        }
+        return false
     }
 
     /// PostgreSQL's GUC names are case-insensitive; ParameterStatus uses these spellings.
@@ -65,7 +156,7 @@ public struct SessionParameters: Sendable, Equatable {
         case "datestyle": return "DateStyle"
         case "intervalstyle": return "IntervalStyle"
         case "timezone": return "TimeZone"
-        default: return name
+        case let lowered: return lowered
         }
     }
 

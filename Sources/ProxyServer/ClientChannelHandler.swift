@@ -26,8 +26,12 @@ final class ClientChannelHandler: ChannelInboundHandler {
     /// A client read held back because the backend could not take more bytes.
     private var readPending = false
 
+    /// The pool statements go to (until shard-key routing: the first shard's primary).
+    private let pool: BackendPool
+
     init(loop: LoopContext, logger: Logger) {
         self.loop = loop
+        self.pool = loop.pool(for: loop.shared.defaultServer)
         self.logger = logger
         self.machine = ClientSessionStateMachine(tlsAvailable: loop.shared.tls != nil)
     }
@@ -45,6 +49,9 @@ final class ClientChannelHandler: ChannelInboundHandler {
         let action: ClientSessionStateMachine.Action
         switch self.unwrapInboundIn(data) {
         case .startup(let packet):
+            if case .startup(let message) = packet {
+                self.negotiateProtocolVersion(message, context: context)
+            }
             action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
                                                         databaseName: self.loop.shared.databaseName)
         case .frame(let frame):
@@ -94,6 +101,17 @@ final class ClientChannelHandler: ChannelInboundHandler {
             self.backend?.handler.resumeReading()
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// ShardGate speaks protocol 3.0 and no protocol extensions: a client asking for a newer minor version
+    /// or for `_pq_.` options is told so, as PostgreSQL does, and continues with 3.0.
+    private func negotiateProtocolVersion(_ message: StartupMessage, context: ChannelHandlerContext) {
+        let extensions = message.parameters.map(\.0).filter { $0.hasPrefix("_pq_.") }
+        guard message.protocolMinor > 0 || !extensions.isEmpty else { return }
+        var out = context.channel.allocator.buffer(capacity: 64)
+        BackendMessage.negotiateProtocolVersion(NegotiateProtocolVersion(newestMinorVersion: 0, unrecognizedOptions: extensions))
+            .encode(into: &out)
+        context.write(self.wrapOutboundOut(out), promise: nil)
     }
 
     // MARK: backpressure toward the backend
@@ -146,15 +164,17 @@ final class ClientChannelHandler: ChannelInboundHandler {
             context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
             if acquire {
                 self.logger[metadataKey: "user"] = "\(self.machine.user)"
-                self.loop.pool(for: self.loop.shared.defaultServer).lease(for: self)
+                self.pool.lease(for: self)
             }
         case .acquireBackend:
-            self.loop.pool(for: self.loop.shared.defaultServer).lease(for: self)
+            self.pool.lease(for: self)
         case .startBackend(let sync, let frames):
             guard let backend = self.backend else { preconditionFailure("startBackend without a backend") }
             var out = context.channel.allocator.buffer(capacity: 256)
             if let sync {
                 FrontendMessage.query(sync).encode(into: &out)
+                backend.current = self.machine.parameters.stateAfterSynchronization(backend: backend.current,
+                                                                                    backendDefaults: backend.defaults)
             }
             for frame in frames {
                 frame.write(into: &out)
@@ -170,8 +190,9 @@ final class ClientChannelHandler: ChannelInboundHandler {
             let key = self.loop.shared.cancelRegistry.register(self, on: context.eventLoop)
             self.cancelKey = key
             var out = context.channel.allocator.buffer(capacity: 512)
-            for name in backend.current.keys.sorted() {
-                BackendMessage.parameterStatus(name: name, value: backend.current[name]!).encode(into: &out)
+            // The parameters the server reports (its defaults' keys), with this session's values.
+            for name in backend.defaults.keys.sorted() {
+                BackendMessage.parameterStatus(name: name, value: backend.current[name] ?? backend.defaults[name]!).encode(into: &out)
             }
             BackendMessage.backendKeyData(key).encode(into: &out)
             BackendMessage.readyForQuery(.idle).encode(into: &out)
@@ -186,7 +207,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
             if let backend = self.backend {
                 self.backend = nil
                 self.resetRelay()
-                self.loop.pool(for: backend.server).discard(backend)
+                backend.pool.discard(backend)
             }
         case .closeClient(let error, let disposition):
             self.toBackend = nil
@@ -219,10 +240,10 @@ final class ClientChannelHandler: ChannelInboundHandler {
             if let backend = self.backend {
                 self.backend = nil
                 self.resetRelay()
-                self.loop.pool(for: backend.server).discard(backend)
+                backend.pool.discard(backend)
             }
         case .cancelLease:
-            self.loop.pool(for: self.loop.shared.defaultServer).cancelLease(for: self)
+            self.pool.cancelLease(for: self)
         }
     }
 
@@ -230,7 +251,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
         guard let backend = self.backend else { return }
         self.backend = nil
         self.resetRelay()
-        self.loop.pool(for: backend.server).release(backend)
+        backend.pool.release(backend)
         if self.readPending, let context = self.clientContext {
             self.readPending = false
             context.read()
@@ -276,9 +297,18 @@ final class ClientChannelHandler: ChannelInboundHandler {
     /// The attached backend's connection closed.
     func backendLost(reason: String) {
         guard let backend = self.backend, let context = self.clientContext else { return }
+        let midMessage = self.relayPassThrough > 0
         self.backend = nil
         self.resetRelay()
-        self.perform(self.machine.backendLost(server: "\(backend.server)", reason: reason), context: context)
+        let action = self.machine.backendLost(server: "\(backend.server)", reason: reason)
+        guard !midMessage else {
+            // Part of a message already reached the client; nothing valid can follow it on this stream.
+            self.logger.info("backend lost in the middle of a message; closing the client", metadata: ["reason": "\(reason)"])
+            _ = self.machine.clientClosed()
+            context.close(promise: nil)
+            return
+        }
+        self.perform(action, context: context)
     }
 
     // MARK: cancel and shutdown
@@ -313,7 +343,7 @@ extension ClientChannelHandler: BackendLeaser {
     func backendLeased(_ connection: BackendConnection) {
         guard let context = self.clientContext else {
             // The client is gone already.
-            self.loop.pool(for: connection.server).release(connection)
+            connection.pool.release(connection)
             return
         }
         self.backend = connection
