@@ -6,9 +6,11 @@ let strict: [SwiftSetting] = [
 ]
 
 /// The proxy's hot path crosses PGWire, ProxyCore and ProxyServer; let the optimizer specialize and
-/// inline across them (generic pool state, message enums) in release builds.
+/// inline across them (generic pool state, message enums) in release builds. Dynamic exclusivity checks
+/// are off there in release builds (debug builds and tests keep them): they showed up in profiles on
+/// every handler property access.
 let hotPath: [SwiftSetting] = strict + [
-    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
 let package = Package(

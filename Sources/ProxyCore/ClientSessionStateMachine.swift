@@ -236,7 +236,11 @@ public struct ClientSessionStateMachine {
 
     /// A backend was leased. `current` are its parameter values now, `defaults` those at its connection start.
     public mutating func backendAttached(current: [String: String], defaults: [String: String]) -> Action {
-        let sync = self.parameters.synchronization(backend: current, backendDefaults: defaults)
+        self.backendAttached(synchronization: self.parameters.synchronization(backend: current, backendDefaults: defaults))
+    }
+
+    /// A backend was leased; `synchronization` is `parameters.synchronization(for:)` of that backend.
+    public mutating func backendAttached(synchronization sync: String?) -> Action {
         switch self.state {
         case .loggingIn(.acquiring):
             guard let sync else {

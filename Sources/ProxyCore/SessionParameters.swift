@@ -89,14 +89,14 @@ public struct SessionParameters: Sendable, Equatable {
         }
     }
 
-    /// SQL making a backend whose current values are `backend` (and whose values at connection start were
-    /// `backendDefaults`) match this client; nil when nothing differs. It runs as one simple-protocol
+    /// SQL making `backend` match this client; nil when nothing differs. It runs as one simple-protocol
     /// Query whose results the client never sees.
     ///
     /// A parameter the client never set but a previous client changed is RESET to the server default.
-    public func synchronization(backend: [String: String], backendDefaults: [String: String]) -> String? {
-        // Fast path, taken on almost every lease: nothing differs. No sorting, no allocation.
-        guard self.differs(from: backend, backendDefaults: backendDefaults) else { return nil }
+    public func synchronization(for backend: BackendParameters) -> String? {
+        // Fast path, taken on almost every lease: nothing differs. Looks only at the client's values and
+        // at the backend's differences from its defaults; no sorting, no allocation.
+        guard self.differs(from: backend) else { return nil }
         // set_config takes the value as text, exactly as a startup parameter is taken: a list such as
         // search_path 'a, b' stays two schemas (SET name TO 'a, b' would make it one).
         var assignments: [String] = []
@@ -110,41 +110,48 @@ public struct SessionParameters: Sendable, Equatable {
         if !assignments.isEmpty {
             statements.append("SELECT " + assignments.joined(separator: ", "))
         }
-        for name in backend.keys.sorted() where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
+        for name in backend.changed.keys.sorted() where self.needsReset(name, backend: backend) {
             statements.append("RESET \(Self.quoteIdentifier(name))")
         }
         return statements.isEmpty ? nil : statements.joined(separator: "; ")
     }
 
-    /// The backend's parameter values once `synchronization(...)` has run on it, to be kept as its
-    /// known state (so values PostgreSQL never reports are still known, and reset for the next client).
-    public func stateAfterSynchronization(backend: [String: String], backendDefaults: [String: String]) -> [String: String] {
-        var state = backend
-        for name in backend.keys where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
-            state[name] = backendDefaults[name]
+    /// Records on `backend` what `synchronization(for:)` sets, so that values PostgreSQL never reports are
+    /// still known (and reset for the next client).
+    public func applySynchronization(to backend: inout BackendParameters) {
+        for name in backend.changed.keys where self.needsReset(name, backend: backend) {
+            backend.set(name, nil)
         }
         for (name, value) in self.values {
-            state[name] = value
+            backend.set(name, value)
         }
-        return state
     }
 
-    /// A parameter this client did not set that differs from the server default: a reportable one a
-    /// previous client changed, or one the proxy itself set for a previous client (never reported, so
-    /// absent from the defaults). Reported read-only parameters (server_version, is_superuser, ...) are
-    /// never reset.
-    private func needsReset(_ name: String, backend: [String: String], backendDefaults: [String: String]) -> Bool {
+    /// Dictionary form of `synchronization(for:)`: `backend` holds all current values.
+    public func synchronization(backend: [String: String], backendDefaults: [String: String]) -> String? {
+        self.synchronization(for: BackendParameters(defaults: backendDefaults, current: backend))
+    }
+
+    /// Dictionary form of `applySynchronization(to:)`.
+    public func stateAfterSynchronization(backend: [String: String], backendDefaults: [String: String]) -> [String: String] {
+        var parameters = BackendParameters(defaults: backendDefaults, current: backend)
+        self.applySynchronization(to: &parameters)
+        return parameters.current
+    }
+
+    /// A changed parameter this client did not set: a reportable one a previous client changed, or one the
+    /// proxy itself set for a previous client (never reported, so absent from the defaults). Reported
+    /// read-only parameters (server_version, is_superuser, ...) are never reset.
+    private func needsReset(_ name: String, backend: BackendParameters) -> Bool {
         guard self.values[name] == nil else { return false }
-        let fallback = backendDefaults[name]
-        guard backend[name] != fallback else { return false }
-        return fallback == nil || Self.reportedSettable.contains(name)
+        return backend.defaults[name] == nil || Self.reportedSettable.contains(name)
     }
 
-    private func differs(from backend: [String: String], backendDefaults: [String: String]) -> Bool {
+    private func differs(from backend: BackendParameters) -> Bool {
         for (name, wanted) in self.values where backend[name] != wanted {
             return true
         }
-        for name in backend.keys where self.needsReset(name, backend: backend, backendDefaults: backendDefaults) {
+        for name in backend.changed.keys where self.needsReset(name, backend: backend) {
             return true
         }
         return false

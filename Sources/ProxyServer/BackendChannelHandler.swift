@@ -23,8 +23,9 @@ final class BackendChannelHandler: ChannelDuplexHandler {
     private var ready: EventLoopPromise<BackendConnection>?
     private var logger: Logger
     private(set) var context: ChannelHandlerContext?
-    /// The connection object, set once startup is done.
-    weak var connection: BackendConnection?
+    /// The connection object, set once startup is done; the cycle with it is broken when the channel closes.
+    /// (Not weak: a weak reference would slow every retain of the connection on the hot path.)
+    var connection: BackendConnection?
     /// Told when the channel closes, so the pool forgets the connection.
     var onClose: ((BackendConnection) -> Void)?
     /// A read the client side held back because it could not take more bytes.
@@ -121,6 +122,7 @@ final class BackendChannelHandler: ChannelDuplexHandler {
         if let connection = self.connection {
             self.onClose?(connection)
             self.onClose = nil
+            self.connection = nil
         }
     }
 
@@ -143,6 +145,21 @@ final class BackendChannelHandler: ChannelDuplexHandler {
             self.readPending = false
             self.context?.read()
         }
+    }
+
+    // MARK: writes from the client side (same event loop)
+
+    /// Writes client bytes to the server from this handler's own context, skipping the pipeline's tail.
+    func write(_ buffer: ByteBuffer) {
+        self.context?.write(self.wrapOutboundOut(buffer), promise: nil)
+    }
+
+    func flush() {
+        self.context?.flush()
+    }
+
+    func writeAndFlush(_ buffer: ByteBuffer) {
+        self.context?.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
     }
 
     // MARK: backpressure

@@ -9,10 +9,9 @@ final class BackendConnection {
     let server: BackendServer
     let channel: any Channel
     let handler: BackendChannelHandler
-    /// Parameter values reported when the connection started: what RESET returns to.
-    let defaults: [String: String]
-    /// Parameter values now, kept current from the ParameterStatus messages seen while relaying.
-    var current: [String: String]
+    /// Parameter values: the server's defaults and what differs now (from ParameterStatus seen while
+    /// relaying, and from what the proxy set to match a client).
+    var parameters: BackendParameters
     /// The server's process ID and secret, for forwarding a client's CancelRequest.
     let key: BackendKey?
     /// The pool this connection belongs to (set when the pool adopts it). Pools live as long as their
@@ -23,8 +22,7 @@ final class BackendConnection {
         self.server = server
         self.channel = channel
         self.handler = handler
-        self.defaults = parameters
-        self.current = parameters
+        self.parameters = BackendParameters(defaults: parameters)
         self.key = key
     }
 

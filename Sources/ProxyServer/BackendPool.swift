@@ -111,7 +111,7 @@ final class BackendPool {
                 case .success(let connection):
                     self.connections[connection.id] = connection
                     connection.pool = self
-                    connection.handler.onClose = { [weak self] connection in self?.connectionClosed(connection) }
+                    connection.handler.onClose = { [self] connection in self.connectionClosed(connection) }
                     if self.closed {
                         connection.channel.close(promise: nil)
                         return
@@ -140,8 +140,9 @@ final class BackendPool {
     /// armed timer is never later than the earliest deadline.
     private func scheduleExpiry(at deadline: NIODeadline) {
         guard self.expiryTimer == nil else { return }
-        self.expiryTimer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            self?.expireWaiters()
+        // Pools live as long as their event loop, so the timers hold them strongly (no weak side table).
+        self.expiryTimer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            self.expireWaiters()
         }
     }
 
@@ -158,8 +159,8 @@ final class BackendPool {
 
     private func scheduleReaper() {
         let interval = TimeAmount.nanoseconds(max(self.machine.idleTimeout.nanoseconds / 4, TimeAmount.milliseconds(100).nanoseconds))
-        self.reaper = self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self] in
-            self?.reapIdle()
+        self.reaper = self.eventLoop.assumeIsolated().scheduleTask(in: interval) { [self] in
+            self.reapIdle()
         }
     }
 

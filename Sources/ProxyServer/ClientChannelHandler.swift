@@ -8,7 +8,7 @@ import ProxyCore
 /// One client connection. Performs what `ClientSessionStateMachine` decides and relays bytes between the
 /// client and the backend it leases; both channels live on the same event loop.
 final class ClientChannelHandler: ChannelInboundHandler {
-    typealias InboundIn = ClientInbound
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private var machine: ClientSessionStateMachine
@@ -17,8 +17,11 @@ final class ClientChannelHandler: ChannelInboundHandler {
     private(set) var clientContext: ChannelHandlerContext?
     private var backend: BackendConnection?
     private var cancelKey: BackendKey?
-    /// Client frames to forward, written to the backend once per read burst.
-    private var toBackend: ByteBuffer?
+    private var decoder: ClientFrameDecoder
+    /// The start of a client message that has not fully arrived.
+    private var inbound: ByteBuffer?
+    /// Whether anything was written to the backend in this read burst (flushed at its end).
+    private var backendWritePending = false
     /// Bytes of a backend message that is being passed through without being complete in memory.
     var relayPassThrough = 0
     /// The start of a backend message that must be inspected but has not fully arrived.
@@ -34,6 +37,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
         self.pool = loop.pool(for: loop.shared.defaultServer)
         self.logger = logger
         self.machine = ClientSessionStateMachine(tlsAvailable: loop.shared.tls != nil)
+        self.decoder = ClientFrameDecoder(limits: loop.shared.limits)
     }
 
     var isClientWritable: Bool { self.clientContext?.channel.isWritable ?? false }
@@ -45,23 +49,69 @@ final class ClientChannelHandler: ChannelInboundHandler {
         self.loop.clientOpened(self)
     }
 
+    /// Decodes what the client sent and runs each packet through the state machine. Consecutive frames
+    /// for the attached backend are written to it as one slice of the received buffer, without copying.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let action: ClientSessionStateMachine.Action
-        switch self.unwrapInboundIn(data) {
-        case .startup(let packet):
-            if case .startup(let message) = packet {
-                self.negotiateProtocolVersion(message, context: context)
-            }
-            action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
-                                                        databaseName: self.loop.shared.databaseName)
-        case .frame(let frame):
-            action = self.machine.clientFrameReceived(frame)
+        var buffer = self.unwrapInboundIn(data)
+        if var pending = self.inbound {
+            pending.writeImmutableBuffer(buffer)
+            buffer = pending
+            self.inbound = nil
         }
-        self.perform(action, context: context)
+        // `buffer` advances; `whole` keeps the consumed bytes addressable for forwarding.
+        let whole = buffer
+        var forward = 0..<0
+        while self.clientContext != nil {
+            let start = buffer.readerIndex
+            let inbound: ClientInbound?
+            do {
+                inbound = try self.decoder.decode(buffer: &buffer)
+            } catch {
+                self.forwardToBackend(whole, forward)
+                self.protocolError(error, context: context)
+                return
+            }
+            guard let inbound else { break }
+            let action: ClientSessionStateMachine.Action
+            switch inbound {
+            case .startup(let packet):
+                if case .startup(let message) = packet {
+                    self.negotiateProtocolVersion(message, context: context)
+                }
+                action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
+                                                            databaseName: self.loop.shared.databaseName)
+            case .frame(let frame):
+                action = self.machine.clientFrameReceived(frame)
+            }
+            if case .forward = action {
+                if forward.upperBound != start {
+                    self.forwardToBackend(whole, forward)
+                    forward = start..<start
+                }
+                forward = forward.lowerBound..<buffer.readerIndex
+                continue
+            }
+            self.forwardToBackend(whole, forward)
+            forward = 0..<0
+            self.perform(action, context: context)
+        }
+        self.forwardToBackend(whole, forward)
+        if buffer.readableBytes > 0, self.clientContext != nil {
+            self.inbound = buffer
+        }
+    }
+
+    private func forwardToBackend(_ whole: ByteBuffer, _ range: Range<Int>) {
+        guard !range.isEmpty, let backend = self.backend else { return }
+        backend.handler.write(whole.getSlice(at: range.lowerBound, length: range.count)!)
+        self.backendWritePending = true
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.flushToBackend()
+        if self.backendWritePending {
+            self.backendWritePending = false
+            self.backend?.handler.flush()
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -75,25 +125,16 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let fields: ErrorNoticeFields
-        switch error {
-        case let wire as PGWireError:
-            fields = ProxyErrors.protocolViolation("invalid message from client: \(wire)")
-        case let decoder as ByteToMessageDecoderError:
-            if case .leftoverDataWhenDone = decoder {
-                // The client went away in the middle of a message.
-                context.close(promise: nil)
-                return
-            }
-            fields = ProxyErrors.protocolViolation("invalid message from client: \(decoder)")
-        default:
-            self.logger.debug("client connection error", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
-            return
-        }
+        self.logger.debug("client connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    /// The client broke the protocol: FATAL 08P01 and close, as PostgreSQL does.
+    private func protocolError(_ error: PGWireError, context: ChannelHandlerContext) {
         self.logger.debug("closing client after protocol error", metadata: ["error": "\(error)"])
-        self.perform(.closeClient(fields, backend: self.backend == nil ? .none : .close), context: context)
-        _ = self.machine.clientClosed()
+        let disposition = self.machine.clientClosed()
+        self.perform(.closeClient(ProxyErrors.protocolViolation("invalid message from client: \(error)"),
+                                  backend: disposition == .release ? .close : disposition), context: context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -173,26 +214,23 @@ final class ClientChannelHandler: ChannelInboundHandler {
             var out = context.channel.allocator.buffer(capacity: 256)
             if let sync {
                 FrontendMessage.query(sync).encode(into: &out)
-                backend.current = self.machine.parameters.stateAfterSynchronization(backend: backend.current,
-                                                                                    backendDefaults: backend.defaults)
+                self.machine.parameters.applySynchronization(to: &backend.parameters)
             }
             for frame in frames {
                 frame.write(into: &out)
             }
-            backend.channel.writeAndFlush(out, promise: nil)
-        case .forward(let frame):
-            if self.toBackend == nil {
-                self.toBackend = context.channel.allocator.buffer(capacity: frame.wireLength)
-            }
-            frame.write(into: &self.toBackend!)
+            backend.handler.writeAndFlush(out)
+        case .forward:
+            // Handled in channelRead, where the frame's bytes are forwarded as a slice.
+            preconditionFailure("forward is performed by channelRead")
         case .finishLogin:
             guard let backend = self.backend else { preconditionFailure("finishLogin without a backend") }
             let key = self.loop.shared.cancelRegistry.register(self, on: context.eventLoop)
             self.cancelKey = key
             var out = context.channel.allocator.buffer(capacity: 512)
             // The parameters the server reports (its defaults' keys), with this session's values.
-            for name in backend.defaults.keys.sorted() {
-                BackendMessage.parameterStatus(name: name, value: backend.current[name] ?? backend.defaults[name]!).encode(into: &out)
+            for name in backend.parameters.defaults.keys.sorted() {
+                BackendMessage.parameterStatus(name: name, value: backend.parameters[name] ?? "").encode(into: &out)
             }
             BackendMessage.backendKeyData(key).encode(into: &out)
             BackendMessage.readyForQuery(.idle).encode(into: &out)
@@ -210,7 +248,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
                 backend.pool.discard(backend)
             }
         case .closeClient(let error, let disposition):
-            self.toBackend = nil
+            self.inbound = nil
             self.dispose(disposition)
             if let error {
                 var out = context.channel.allocator.buffer(capacity: 128)
@@ -263,12 +301,6 @@ final class ClientChannelHandler: ChannelInboundHandler {
         self.relayPassThrough = 0
     }
 
-    private func flushToBackend() {
-        guard let out = self.toBackend else { return }
-        self.toBackend = nil
-        self.backend?.channel.writeAndFlush(out, promise: nil)
-    }
-
     // MARK: backend events (called by the relay and the backend handler, on this event loop)
 
     var isSwallowingBackendOutput: Bool { self.machine.isSwallowingBackendOutput }
@@ -280,7 +312,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
     }
 
     func parameterStatusFromBackend(name: String, value: String) {
-        self.backend?.current[name] = value
+        self.backend?.parameters.set(name, value)
         self.machine.backendParameterStatus(name: name, value: value)
     }
 
@@ -348,7 +380,8 @@ extension ClientChannelHandler: BackendLeaser {
         }
         self.backend = connection
         connection.handler.attach(to: self)
-        self.perform(self.machine.backendAttached(current: connection.current, defaults: connection.defaults), context: context)
+        let sync = self.machine.parameters.synchronization(for: connection.parameters)
+        self.perform(self.machine.backendAttached(synchronization: sync), context: context)
     }
 
     func backendUnavailable(_ error: ErrorNoticeFields) {

@@ -8,9 +8,7 @@ enum ClientInbound {
 }
 
 /// Splits the client byte stream into startup packets and frames, enforcing the size limits.
-struct ClientFrameDecoder: NIOSingleStepByteToMessageDecoder {
-    typealias InboundOut = ClientInbound
-
+struct ClientFrameDecoder {
     let limits: PGWireLimits
     private var startupDone = false
 
@@ -18,7 +16,8 @@ struct ClientFrameDecoder: NIOSingleStepByteToMessageDecoder {
         self.limits = limits
     }
 
-    mutating func decode(buffer: inout ByteBuffer) throws -> ClientInbound? {
+    /// Decodes the next packet or frame, or returns nil (consuming nothing) when it is not complete yet.
+    mutating func decode(buffer: inout ByteBuffer) throws(PGWireError) -> ClientInbound? {
         if self.startupDone {
             return try PGFrame.decode(from: &buffer, limits: self.limits).map(ClientInbound.frame)
         }
@@ -30,13 +29,9 @@ struct ClientFrameDecoder: NIOSingleStepByteToMessageDecoder {
             // Bytes sent before the answer to an encryption request would be read as if they had come
             // through the encrypted channel (CVE-2021-23214): refuse them.
             if buffer.readableBytes > 0 {
-                throw PGWireError.malformed(message: "SSLRequest", reason: "unencrypted data after an encryption request")
+                throw .malformed(message: "SSLRequest", reason: "unencrypted data after an encryption request")
             }
         }
         return .startup(packet)
-    }
-
-    mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ClientInbound? {
-        try self.decode(buffer: &buffer)
     }
 }

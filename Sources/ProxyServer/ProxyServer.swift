@@ -103,7 +103,6 @@ public final class ProxyServer: Sendable {
                         loop = LoopContext(shared: shared, eventLoop: channel.eventLoop, logger: logger)
                         box.value = loop
                     }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ClientFrameDecoder(limits: shared.limits)))
                     try channel.pipeline.syncOperations.addHandler(ClientChannelHandler(loop: loop, logger: logger))
                 }
             }
