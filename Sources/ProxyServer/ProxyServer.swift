@@ -58,6 +58,18 @@ public final class ProxyServer: Sendable {
                 throw ProxyConfigurationError(description: "tls: cannot load certificate \(config.certPath) / key \(config.keyPath): \(error)")
             }
         }
+        // Backend connections are plain TCP for now: a shard URL that demands TLS must not be served
+        // silently without it.
+        for shard in map.shards {
+            for (role, url) in [("primary", shard.primary)] + shard.replicas.map({ ("replica", $0) }) {
+                if let mode = url.parameters["sslmode"], ["require", "verify-ca", "verify-full"].contains(mode) {
+                    throw ProxyConfigurationError(description: """
+                        shards.\(shard.name).\(role): sslmode=\(mode) is not supported yet: ShardGate connects to \
+                        backends without TLS; remove sslmode or use disable/allow/prefer
+                        """)
+                }
+            }
+        }
         guard let first = map.shards.first else {
             throw ProxyConfigurationError(description: "the shard map has no shards")
         }
