@@ -26,7 +26,7 @@ struct Dev: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let logger = self.options.makeLogger(environment: environment)
         guard let script = Self.findClusterScript() else {
-            throw CleanExit.message("""
+            throw startupFailure("""
                 shardgate dev: cannot find scripts/pgcluster. Run it from the ShardGate checkout \
                 (e.g. `swift run shardgate dev`), or set SHARDGATE_CLUSTER_SCRIPT.
                 """)
@@ -35,7 +35,7 @@ struct Dev: AsyncParsableCommand {
         var arguments = ["start", "--dir", directory, "--shards", String(self.shards), "--base-port", String(self.basePort)]
         if self.reset { arguments.append("--reset") }
         guard Self.run(script, arguments) == 0 else {
-            throw CleanExit.message("shardgate dev: the local cluster did not start (see the messages above)")
+            throw startupFailure("shardgate dev: the local cluster did not start (see the messages above)")
         }
         let mapPath = directory + "/shardmap.json"
         let map: ShardMap
@@ -43,7 +43,7 @@ struct Dev: AsyncParsableCommand {
             map = try ShardMap.load(path: mapPath, environment: environment)
         } catch {
             _ = Self.run(script, ["stop", "--dir", directory])
-            throw CleanExit.message("shardgate dev: cannot load \(mapPath): \(error)")
+            throw startupFailure("shardgate dev: cannot load \(mapPath): \(error)")
         }
         let (host, port) = try self.options.listenAddress(environment: environment)
         let database = map.databaseName

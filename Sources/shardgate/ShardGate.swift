@@ -79,13 +79,19 @@ struct Serve: AsyncParsableCommand {
         do {
             shardMap = try ShardMap.load(path: path, environment: environment)
         } catch {
-            throw CleanExit.message("shardgate: cannot load \(path): \(error)")
+            throw startupFailure("shardgate: cannot load \(path): \(error)")
         }
         let (host, port) = try self.options.listenAddress(environment: environment)
         try await runProxy(map: shardMap, host: host, port: port, limits: try self.options.limits(environment: environment),
                            threads: try self.options.threadCount(environment: environment),
                            environment: environment, logger: logger, announce: nil)
     }
+}
+
+/// Prints why the proxy cannot start and yields the error that makes the process exit with status 1.
+func startupFailure(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    return ExitCode.failure
 }
 
 /// Runs the proxy until SIGINT or SIGTERM, then drains it.
@@ -99,14 +105,14 @@ func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, thre
                                  group: group, logger: logger)
     } catch {
         try? await group.shutdownGracefully()
-        throw CleanExit.message("shardgate: \(error)")
+        throw startupFailure("shardgate: \(error)")
     }
     let address: SocketAddress
     do {
         address = try await server.start()
     } catch {
         try? await group.shutdownGracefully()
-        throw CleanExit.message("shardgate: cannot listen on \(host):\(port): \(error)")
+        throw startupFailure("shardgate: cannot listen on \(host):\(port): \(error)")
     }
     logger.info("shardgate listening", metadata: ["address": "\(address)", "map_version": "\(map.version)",
                                                    "shards": "\(map.shards.count)"])
