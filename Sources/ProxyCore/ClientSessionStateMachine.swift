@@ -55,6 +55,10 @@ public struct ClientSessionStateMachine {
         var transactionStatus: BackendMessage.TransactionStatus
         /// Extended-protocol messages were forwarded after the last Sync: the backend is inside a batch.
         var batchOpen = false
+        /// The client created a named prepared statement here. Until statements are multiplexed across
+        /// backends (issue 4), the backend stays with this client for the rest of its session, so that a
+        /// statement name always means this client's statement, and is closed, not pooled, afterwards.
+        var pinned = false
     }
 
     enum Backend {
@@ -201,6 +205,7 @@ public struct ClientSessionStateMachine {
             case .attached(var attached):
                 if Self.expectsReadyForQuery(id) { attached.outstanding += 1 }
                 attached.batchOpen = Self.batchOpen(attached.batchOpen, after: id)
+                if id == .parse && Self.namesStatement(frame) { attached.pinned = true }
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 return .forward(frame)
             case .acquiring(var queue):
@@ -257,6 +262,7 @@ public struct ClientSessionStateMachine {
             attached.batchOpen = queue.reduce(false) { open, frame in
                 FrontendMessageID(rawValue: frame.id).map { Self.batchOpen(open, after: $0) } ?? open
             }
+            attached.pinned = queue.contains { $0.id == FrontendMessageID.parse.rawValue && Self.namesStatement($0) }
             self.state = .ready(.attached(attached), skipUntilSync: false)
             return .startBackend(sync: sync, frames: queue)
         case .closed:
@@ -330,7 +336,7 @@ public struct ClientSessionStateMachine {
             }
             attached.outstanding -= 1
             // An extended-protocol batch sent after the answered statement is still running on this backend.
-            guard attached.outstanding <= 0, status == .idle, !attached.batchOpen else {
+            guard attached.outstanding <= 0, status == .idle, !attached.batchOpen, !attached.pinned else {
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 return .none
             }
@@ -470,7 +476,7 @@ public struct ClientSessionStateMachine {
         case .attached(let a):
             // Reusable only if nothing is in flight and no transaction or unsynced batch is open.
             return a.outstanding <= 0 && a.internalPending == 0 && a.transactionStatus == .idle && !a.batchOpen
-                ? .release : .close
+                && !a.pinned ? .release : .close
         }
     }
 
@@ -479,6 +485,11 @@ public struct ClientSessionStateMachine {
     }
 
     /// Whether an extended-protocol batch is open after `id`: its messages open one, only Sync ends it.
+    /// A Parse whose statement name (the payload's first C string) is not empty.
+    static func namesStatement(_ parse: PGFrame) -> Bool {
+        parse.payload.getInteger(at: parse.payload.readerIndex, as: UInt8.self).map { $0 != 0 } ?? false
+    }
+
     static func batchOpen(_ open: Bool, after id: FrontendMessageID) -> Bool {
         switch id {
         case .parse, .bind, .describe, .execute, .close:

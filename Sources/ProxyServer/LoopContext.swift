@@ -13,8 +13,8 @@ struct SharedState: Sendable {
     /// Where statements go until shard-key routing exists: the first shard's primary.
     var defaultServer: BackendServer
     var limits: PGWireLimits
-    /// Backend connections per server per event loop.
-    var poolSizePerLoop: Int
+    /// `pool.size`: backend connections per server in total, shared out over the event loops.
+    var poolSize: Int
     var checkoutTimeout: TimeAmount
     var idleTimeout: TimeAmount
 }
@@ -29,15 +29,19 @@ final class LoopContext {
     private var clients: [ObjectIdentifier: ClientChannelHandler] = [:]
     private var shuttingDown = false
 
-    init(shared: SharedState, eventLoop: any EventLoop, logger: Logger) {
+    /// This loop's share of `pool.size`.
+    let poolSize: Int
+
+    init(shared: SharedState, eventLoop: any EventLoop, poolSize: Int, logger: Logger) {
         self.shared = shared
+        self.poolSize = poolSize
         self.eventLoop = eventLoop
         self.logger = logger
     }
 
     func pool(for server: BackendServer) -> BackendPool {
         if let pool = self.pools[server] { return pool }
-        let pool = BackendPool(server: server, eventLoop: self.eventLoop, size: self.shared.poolSizePerLoop,
+        let pool = BackendPool(server: server, eventLoop: self.eventLoop, size: self.poolSize,
                                checkoutTimeout: self.shared.checkoutTimeout, idleTimeout: self.shared.idleTimeout,
                                limits: self.shared.limits, logger: self.logger)
         self.pools[server] = pool

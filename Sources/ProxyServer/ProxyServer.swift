@@ -36,7 +36,7 @@ public final class ProxyServer: Sendable {
     private let shared: SharedState
     private let configuration: ProxyConfiguration
     private let logger: Logger
-    private let loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>]
+    private let loops: [ObjectIdentifier: (box: NIOLoopBoundBox<LoopContext?>, poolSize: Int)]
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
 
     public init(configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws {
@@ -74,7 +74,12 @@ public final class ProxyServer: Sendable {
             throw ProxyConfigurationError(description: "the shard map has no shards")
         }
         let loopList = Array(group.makeIterator())
-        let perLoop = max(1, (map.pool.size + loopList.count - 1) / loopList.count)
+        guard loopList.count <= map.pool.size else {
+            throw ProxyConfigurationError(description: """
+                pool.size is \(map.pool.size) but ShardGate runs \(loopList.count) event loops; each loop needs at least \
+                one backend connection per server: use --threads \(map.pool.size) or a larger pool.size
+                """)
+        }
         self.shared = SharedState(
             databaseName: map.databaseName,
             auth: auth,
@@ -82,12 +87,14 @@ public final class ProxyServer: Sendable {
             cancelRegistry: CancelRegistry(),
             defaultServer: BackendServer(shard: first.name, role: .primary, url: first.primary, environment: configuration.environment),
             limits: configuration.limits,
-            poolSizePerLoop: perLoop,
+            poolSize: map.pool.size,
             checkoutTimeout: .milliseconds(Int64(map.pool.checkoutTimeoutMs)),
             idleTimeout: .milliseconds(Int64(map.pool.idleTimeoutMs)))
-        var loops: [ObjectIdentifier: NIOLoopBoundBox<LoopContext?>] = [:]
-        for loop in loopList {
-            loops[ObjectIdentifier(loop)] = NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop)
+        // Each loop owns its pools; their sizes add up to pool.size exactly.
+        var loops: [ObjectIdentifier: (box: NIOLoopBoundBox<LoopContext?>, poolSize: Int)] = [:]
+        for (index, loop) in loopList.enumerated() {
+            let share = map.pool.size / loopList.count + (index < map.pool.size % loopList.count ? 1 : 0)
+            loops[ObjectIdentifier(loop)] = (NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop), share)
         }
         self.loops = loops
         self.group = group
@@ -107,12 +114,12 @@ public final class ProxyServer: Sendable {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let box = loops[ObjectIdentifier(channel.eventLoop)]!
+                    let (box, poolSize) = loops[ObjectIdentifier(channel.eventLoop)]!
                     let loop: LoopContext
                     if let existing = box.value {
                         loop = existing
                     } else {
-                        loop = LoopContext(shared: shared, eventLoop: channel.eventLoop, logger: logger)
+                        loop = LoopContext(shared: shared, eventLoop: channel.eventLoop, poolSize: poolSize, logger: logger)
                         box.value = loop
                     }
                     try channel.pipeline.syncOperations.addHandler(ClientChannelHandler(loop: loop, logger: logger))
@@ -144,14 +151,14 @@ public final class ProxyServer: Sendable {
     /// Connected clients across all event loops.
     public func clientCount() async -> Int {
         var total = 0
-        for (_, box) in self.loops {
+        for (_, (box, _)) in self.loops {
             total += (try? await box.eventLoop.submit { box.value?.clientCount ?? 0 }.get()) ?? 0
         }
         return total
     }
 
     private func onEachLoop(_ body: @escaping @Sendable (LoopContext) -> Void) async {
-        for (_, box) in self.loops {
+        for (_, (box, _)) in self.loops {
             try? await box.eventLoop.submit {
                 if let context = box.value { body(context) }
             }.get()

@@ -97,7 +97,8 @@ func startupFailure(_ message: String) -> ExitCode {
 /// Runs the proxy until SIGINT or SIGTERM, then drains it.
 func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, threads: Int, environment: [String: String],
               logger: Logger, announce: (@Sendable (SocketAddress) -> Void)?) async throws {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    // Every event loop owns a share of each backend pool, so there are never more loops than pool.size.
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: min(threads, map.pool.size))
     let server: ProxyServer
     do {
         server = try ProxyServer(configuration: ProxyConfiguration(map: map, host: host, port: port, limits: limits,

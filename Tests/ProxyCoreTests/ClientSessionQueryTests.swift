@@ -62,8 +62,8 @@ import Testing
 
     @Test func extendedProtocolWithoutSyncKeepsTheBackend() {
         // A driver preparing a statement: Parse, Describe, Flush, and it waits for the answers.
-        var session = attachedSession(after: [Frames.parse("SELECT $1", name: "s1")])
-        #expect(session.clientFrameReceived(Frames.describe(statement: "s1")) == .forward(Frames.describe(statement: "s1")))
+        var session = attachedSession(after: [Frames.parse("SELECT $1")])
+        #expect(session.clientFrameReceived(Frames.describe(statement: "")) == .forward(Frames.describe(statement: "")))
         #expect(session.clientFrameReceived(Frames.flush) == .forward(Frames.flush))
         #expect(session.hasBackend)
         #expect(session.clientFrameReceived(Frames.sync) == .forward(Frames.sync))
@@ -73,13 +73,39 @@ import Testing
     @Test func batchSentBeforeTheLastReadyForQueryKeepsTheBackend() {
         // The driver prepares its next statement (Parse/Describe/Flush) while the previous answer is on its way.
         var session = attachedSession(after: Frames.extendedBatch("SELECT 1"))
-        #expect(session.clientFrameReceived(Frames.parse("SELECT $1", name: "s2")) == .forward(Frames.parse("SELECT $1", name: "s2")))
-        #expect(session.clientFrameReceived(Frames.describe(statement: "s2")) == .forward(Frames.describe(statement: "s2")))
+        #expect(session.clientFrameReceived(Frames.parse("SELECT $1")) == .forward(Frames.parse("SELECT $1")))
+        #expect(session.clientFrameReceived(Frames.describe(statement: "")) == .forward(Frames.describe(statement: "")))
         #expect(session.clientFrameReceived(Frames.flush) == .forward(Frames.flush))
         #expect(session.backendReadyForQuery(.idle) == .none)
         #expect(session.hasBackend)
         #expect(session.clientFrameReceived(Frames.sync) == .forward(Frames.sync))
         #expect(session.backendReadyForQuery(.idle) == .releaseBackend)
+    }
+
+    @Test func aNamedPreparedStatementPinsTheBackendToItsClient() {
+        // Until statements are multiplexed (issue 4), a statement name must keep meaning this client's statement.
+        var session = attachedSession(after: [Frames.parse("SELECT $1", name: "_pg3_0"), Frames.sync])
+        #expect(session.backendReadyForQuery(.idle) == .none)
+        #expect(session.hasBackend)
+        let batch = [Frames.bind(statement: "_pg3_0"), Frames.execute(), Frames.sync]
+        for frame in batch {
+            #expect(session.clientFrameReceived(frame) == .forward(frame))
+        }
+        #expect(session.backendReadyForQuery(.idle) == .none)
+        #expect(session.hasBackend)
+        // When the client leaves, its statements must not reach another client: the backend is closed.
+        #expect(session.clientClosed() == .close)
+    }
+
+    @Test func aNamedStatementParsedBeforeTheLeasePinsToo() {
+        var session = idleSession()
+        let parse = Frames.parse("SELECT 1", name: "stmt")
+        #expect(session.clientFrameReceived(parse) == .acquireBackend)
+        #expect(session.clientFrameReceived(Frames.sync) == .none)
+        #expect(session.backendAttached(current: Fixture.backendDefaults, defaults: Fixture.backendDefaults)
+                == .startBackend(sync: nil, frames: [parse, Frames.sync]))
+        #expect(session.backendReadyForQuery(.idle) == .none)
+        #expect(session.clientFrameReceived(Frames.terminate) == .closeClient(nil, backend: .close))
     }
 
     @Test func transactionKeepsTheBackendUntilCommit() {
