@@ -13,6 +13,7 @@ extension ClientChannelHandler {
         if self.relayPassThrough > 0 {
             let count = min(self.relayPassThrough, buffer.readableBytes)
             context.write(self.wrapOutboundOut(buffer.readSlice(length: count)!), promise: nil)
+            self.clientFlushPending = true
             self.relayPassThrough -= count
             if buffer.readableBytes == 0 { return }
         }
@@ -52,6 +53,7 @@ extension ClientChannelHandler {
                 // Relay what came before, drop this message.
                 if start > forwardFrom {
                     context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: start - forwardFrom)!), promise: nil)
+                    self.clientFlushPending = true
                 }
                 forwardFrom = start + total
             }
@@ -70,6 +72,7 @@ extension ClientChannelHandler {
                     context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: buffer.readerIndex - forwardFrom)!), promise: nil)
                     forwardFrom = buffer.readerIndex
                     context.flush()
+                    self.clientFlushPending = false
                 }
                 self.readyForQueryFromBackend(status)
                 if !self.hasAttachedBackend {
@@ -95,6 +98,7 @@ extension ClientChannelHandler {
         }
         if buffer.readerIndex > forwardFrom {
             context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: buffer.readerIndex - forwardFrom)!), promise: nil)
+            self.clientFlushPending = true
         }
         if buffer.readableBytes > 0 {
             self.relayPartial = buffer.slice()
@@ -103,6 +107,9 @@ extension ClientChannelHandler {
 
     /// The backend's read burst ended: push what was relayed to the client.
     func backendReadComplete() {
+        // Usually the ReadyForQuery that ended the burst flushed already; a flush costs a pipeline walk.
+        guard self.clientFlushPending else { return }
+        self.clientFlushPending = false
         self.clientContext?.flush()
     }
 }

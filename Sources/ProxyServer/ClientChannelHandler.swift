@@ -26,6 +26,8 @@ final class ClientChannelHandler: ChannelInboundHandler {
     var relayPassThrough = 0
     /// The start of a backend message that must be inspected but has not fully arrived.
     var relayPartial: ByteBuffer?
+    /// Relayed bytes written to the client but not flushed yet.
+    var clientFlushPending = false
     /// A client read held back because the backend could not take more bytes.
     private var readPending = false
 
