@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# bench/pgbench.sh — ShardGate vs PgBouncer vs direct PostgreSQL, same run, same machine.
+#
+#   bench/pgbench.sh                      # full run (builds ShardGate in release mode first)
+#   BENCH_SECONDS=3 BENCH_SKIP_SHARDGATE=1 bench/pgbench.sh   # quick check of direct + PgBouncer
+#
+# Starts its own 1-shard cluster (scripts/pgcluster, /tmp/shardgate-bench, ports 25500/25501),
+# loads it with `pgbench -i -s 10`, puts PgBouncer (transaction pooling, pool 10) on 127.0.0.1:26432
+# and ShardGate (pool 10) on 127.0.0.1:26433 (admin 29930) in front of the shard primary, then runs
+# `pgbench -n -S` (select-only) in simple and extended protocol mode at 16 and 64 clients against each
+# and prints a Markdown table. Then bench/idle_rss.py measures the memory of each pooler holding
+# 1000 idle client connections. Everything is stopped on exit. Loopback only.
+#
+# Environment:
+#   BENCH_SECONDS=15          duration of each pgbench run
+#   BENCH_WARMUP=3            seconds of untimed warm-up per target (0 = none)
+#   BENCH_CLIENTS="16 64"     client counts
+#   BENCH_IDLE_CONNECTIONS=1000   idle connections for the memory measurement (0 = skip it)
+#   BENCH_SKIP_SHARDGATE=1    leave ShardGate out (no build; its columns show "—")
+#   BENCH_USE_REPLICAS=1      keep the replica in ShardGate's map (by default reads would go to the
+#                             replica while direct and PgBouncer hit the primary; see bench/README.md)
+#   SHARDGATE_BIN=PATH        use this shardgate binary instead of building the release one
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_WARMUP=${BENCH_WARMUP:-3}
+BENCH_CLIENTS=${BENCH_CLIENTS:-16 64}
+BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
+BENCH_SKIP_SHARDGATE=${BENCH_SKIP_SHARDGATE:-0}
+BENCH_USE_REPLICAS=${BENCH_USE_REPLICAS:-0}
+MODES=(simple extended)
+SCALE=10
+
+CLUSTER_DIR=/tmp/shardgate-bench
+PG_PORT=25500          # shard s0 primary (replica on 25501)
+PGB_PORT=26432
+SG_PORT=26433
+SG_ADMIN_PORT=29930
+
+# One pgbench run is bounded by -T; `timeout` also bounds a pooler that hangs.
+RUN_LIMIT=$((BENCH_SECONDS + 60))
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+AS_ROOT=0
+[[ $(id -u) -ne 0 ]] || AS_ROOT=1
+# PgBouncer, like PostgreSQL, refuses to run as root.
+as_pg() { if [[ $AS_ROOT -eq 1 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+
+for tool in pgbench psql pgbouncer python3; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install postgresql-client-15 pgbouncer python3)"
+done
+
+# 64 pgbench clients, PgBouncer's max_client_conn 2000 and 1000 idle connections need descriptors.
+ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+(($(ulimit -n) >= BENCH_IDLE_CONNECTIONS + 100)) || die "open-file limit $(ulimit -n) is too low (need $((BENCH_IDLE_CONNECTIONS + 100))); raise the hard limit"
+
+WORK=$(mktemp -d /tmp/shardgate-bench-run.XXXXXX)
+chmod 755 "$WORK"
+[[ $AS_ROOT -eq 0 ]] || chown postgres: "$WORK"
+SG_PID="" PGB_PID="" CLUSTER_STARTED=0 OK=0
+
+cleanup() {
+    local rc=$?
+    set +e
+    trap '' INT TERM # a second Ctrl-C must not interrupt the teardown (children inherit the ignore)
+    if [[ -n $SG_PID ]] && kill -0 "$SG_PID" 2>/dev/null; then
+        log "stopping ShardGate (pid $SG_PID)"
+        kill -TERM "$SG_PID"
+        for _ in $(seq 1 100); do kill -0 "$SG_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$SG_PID" 2>/dev/null && { log "ShardGate ignored SIGTERM for 10s; killing it"; kill -KILL "$SG_PID"; }
+        wait "$SG_PID" 2>/dev/null
+    fi
+    if [[ -n $PGB_PID ]] && kill -0 "$PGB_PID" 2>/dev/null; then
+        log "stopping PgBouncer (pid $PGB_PID)"
+        kill -TERM "$PGB_PID" # immediate shutdown
+        for _ in $(seq 1 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$PGB_PID" 2>/dev/null && kill -KILL "$PGB_PID"
+    fi
+    if [[ $CLUSTER_STARTED -eq 1 ]]; then
+        scripts/pgcluster stop --dir "$CLUSTER_DIR" >&2
+    fi
+    if [[ $OK -eq 1 ]]; then
+        rm -rf "$WORK" "$CLUSTER_DIR"
+    else
+        log "kept logs for inspection: $WORK (pgbench, PgBouncer, ShardGate) and $CLUSTER_DIR/logs"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- machine -----------------------------------------------------------------------------------
+PG_BINDIR=$(pg_config --bindir 2>/dev/null || true)
+[[ -x $PG_BINDIR/postgres ]] || PG_BINDIR=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+HEADER=$WORK/header.md
+{
+    echo "# ShardGate benchmark: pgbench -S (select-only), scale $SCALE"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- machine: $(uname -m), $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || echo '?'), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+    echo "- PostgreSQL: $("$PG_BINDIR/postgres" --version)"
+    echo "- PgBouncer: $(pgbouncer --version | head -n 1)"
+    if [[ $BENCH_SKIP_SHARDGATE == 1 ]]; then
+        echo "- ShardGate: skipped (BENCH_SKIP_SHARDGATE=1)"
+    else
+        echo "- ShardGate: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit') $( [[ -z $(git status --porcelain 2>/dev/null | head -n 1) ]] || echo '(with uncommitted changes)'), ${SHARDGATE_BIN:-release build}; $(swift --version 2>/dev/null | head -n 1 || echo 'swift ?')"
+    fi
+    echo "- pgbench: -n -S -j 2 -T $BENCH_SECONDS, clients {${BENCH_CLIENTS// /, }}, protocol {simple, extended}; pools: 10 server connections"
+    echo "- everything (pgbench, PostgreSQL, the pooler) shares this one machine, over loopback"
+} >"$HEADER"
+cat "$HEADER"
+echo
+
+# ---- ShardGate build -----------------------------------------------------------------------------
+if [[ $BENCH_SKIP_SHARDGATE != 1 ]]; then
+    if [[ -z ${SHARDGATE_BIN:-} ]]; then
+        log "building ShardGate (swift build -c release --product shardgate)"
+        swift build -c release --product shardgate >"$WORK/build.log" 2>&1 || {
+            tail -n 40 "$WORK/build.log" >&2
+            die "release build failed (log: $WORK/build.log)"
+        }
+        SHARDGATE_BIN=$(swift build -c release --show-bin-path)/shardgate
+    fi
+    [[ -x $SHARDGATE_BIN ]] || die "no shardgate binary at $SHARDGATE_BIN"
+fi
+
+# ---- cluster + data ------------------------------------------------------------------------------
+log "starting a 1-shard cluster in $CLUSTER_DIR"
+CLUSTER_STARTED=1
+scripts/pgcluster start --reset --dir "$CLUSTER_DIR" --shards 1 --base-port "$PG_PORT" >&2
+log "pgbench -i -s $SCALE on the primary (port $PG_PORT)"
+pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres app >"$WORK/pgbench-init.log" 2>&1 || {
+    cat "$WORK/pgbench-init.log" >&2
+    die "pgbench -i failed"
+}
+# Let the replica catch up before load starts, so its replay does not compete with the runs.
+psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d app -c CHECKPOINT
+
+wait_sql() { # wait_sql NAME PORT PID LOG — until `SELECT 1` works through the pooler on PORT
+    local name=$1 port=$2 pid=$3 logf=$4 deadline=$((SECONDS + 60))
+    until psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d app -c 'SELECT 1' >/dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$logf" >&2 || true
+            die "$name exited during startup (log: $logf)"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -n 30 "$logf" >&2 || true
+            die "$name does not answer SELECT 1 on 127.0.0.1:$port after 60s (log: $logf)"
+        fi
+        sleep 0.2
+    done
+}
+
+# ---- PgBouncer -----------------------------------------------------------------------------------
+log "starting PgBouncer on 127.0.0.1:$PGB_PORT (transaction pooling, pool_size 10)"
+printf '"postgres" ""\n' >"$WORK/userlist.txt"
+cat >"$WORK/pgbouncer.ini" <<EOF
+[databases]
+app = host=127.0.0.1 port=$PG_PORT dbname=app user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = 10
+max_client_conn = 2000
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+; pgbench/psql send these; PgBouncer would otherwise refuse the startup packet
+ignore_startup_parameters = extra_float_digits,options
+EOF
+[[ $AS_ROOT -eq 0 ]] || chown postgres: "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+as_pg pgbouncer -d -q "$WORK/pgbouncer.ini" || die "pgbouncer did not start (log: $WORK/pgbouncer.log)"
+for _ in $(seq 1 50); do [[ -s $WORK/pgbouncer.pid ]] && break; sleep 0.1; done
+PGB_PID=$(cat "$WORK/pgbouncer.pid" 2>/dev/null || true)
+[[ -n $PGB_PID ]] || die "pgbouncer wrote no pid file (log: $WORK/pgbouncer.log)"
+wait_sql PgBouncer "$PGB_PORT" "$PGB_PID" "$WORK/pgbouncer.log"
+
+# ---- ShardGate -----------------------------------------------------------------------------------
+if [[ $BENCH_SKIP_SHARDGATE != 1 ]]; then
+    # The cluster's map plus a pool of 10 (like PgBouncer's). pgbench's tables are not in the map,
+    # so they go to s0 as unlisted tables. Unless BENCH_USE_REPLICAS=1 the replica is left out, so
+    # that all three targets serve the same reads from the same server.
+    python3 - "$CLUSTER_DIR/shardmap.json" "$WORK/shardmap.json" "$BENCH_USE_REPLICAS" <<'EOF'
+import json, sys
+src, dst, use_replicas = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+m = json.load(open(src))
+m["pool"] = {"size": 10}
+m["unlisted_tables"] = m["shards"][0]["name"]
+if not use_replicas:
+    for shard in m["shards"]:
+        shard["replicas"] = []
+json.dump(m, open(dst, "w"), indent=2)
+EOF
+    sg_args=(serve --map "$WORK/shardmap.json" --listen "127.0.0.1:$SG_PORT")
+    # Builds from before the admin port existed refuse the flag; the benchmark does not need it.
+    if "$SHARDGATE_BIN" serve --help 2>&1 | grep -q -- '--admin'; then
+        sg_args+=(--admin "127.0.0.1:$SG_ADMIN_PORT")
+    else
+        log "note: this shardgate has no --admin option; running without the admin port"
+    fi
+    log "starting ShardGate on 127.0.0.1:$SG_PORT: $SHARDGATE_BIN ${sg_args[*]}"
+    "$SHARDGATE_BIN" "${sg_args[@]}" >"$WORK/shardgate.log" 2>&1 &
+    SG_PID=$!
+    wait_sql ShardGate "$SG_PORT" "$SG_PID" "$WORK/shardgate.log"
+fi
+
+# ---- runs ----------------------------------------------------------------------------------------
+TARGETS=(direct pgbouncer)
+declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [shardgate]=$SG_PORT)
+[[ $BENCH_SKIP_SHARDGATE == 1 ]] || TARGETS+=(shardgate)
+declare -A TPS LAT
+FAILURES=0
+
+run_pgbench() { # run_pgbench TARGET MODE CLIENTS SECONDS OUTFILE
+    timeout --kill-after=5 "$RUN_LIMIT" pgbench -n -S -M "$2" -c "$3" -j 2 -T "$4" \
+        -h 127.0.0.1 -p "${PORT[$1]}" -U postgres app >"$5" 2>&1
+}
+
+if ((BENCH_WARMUP > 0)); then
+    for target in "${TARGETS[@]}"; do
+        log "warm-up: $target, ${BENCH_WARMUP}s"
+        run_pgbench "$target" simple 16 "$BENCH_WARMUP" "$WORK/warmup-$target.log" || true
+    done
+fi
+
+for mode in "${MODES[@]}"; do
+    for clients in $BENCH_CLIENTS; do
+        # Targets alternate inside each cell so that drift (thermal, page cache) hits all alike.
+        for target in "${TARGETS[@]}"; do
+            out=$WORK/pgbench-$target-$mode-$clients.log
+            log "pgbench -M $mode -c $clients against $target (port ${PORT[$target]}), ${BENCH_SECONDS}s"
+            if run_pgbench "$target" "$mode" "$clients" "$BENCH_SECONDS" "$out"; then
+                TPS[$target,$mode,$clients]=$(awk '/^tps = /{printf "%.0f", $3; exit}' "$out")
+                LAT[$target,$mode,$clients]=$(awk '/^latency average = /{printf "%.3f", $4; exit}' "$out")
+                failed=$(awk -F'[: ]+' '/^number of failed transactions/{print $5; exit}' "$out")
+                if [[ ${failed:-0} != 0 ]]; then
+                    log "warning: $target $mode $clients: $failed failed transactions (see $out)"
+                    FAILURES=$((FAILURES + 1))
+                fi
+            else
+                log "pgbench failed against $target ($mode, $clients clients); last lines of $out:"
+                tail -n 5 "$out" >&2
+                TPS[$target,$mode,$clients]=ERR LAT[$target,$mode,$clients]=ERR
+                FAILURES=$((FAILURES + 1))
+            fi
+        done
+    done
+done
+
+# ---- idle connections ----------------------------------------------------------------------------
+IDLE=$WORK/idle.md
+: >"$IDLE"
+if ((BENCH_IDLE_CONNECTIONS > 0)); then
+    idle_targets=(pgbouncer)
+    [[ $BENCH_SKIP_SHARDGATE == 1 ]] || idle_targets+=(shardgate)
+    for target in "${idle_targets[@]}"; do
+        if [[ $target == shardgate ]]; then pid=$SG_PID label=ShardGate; else pid=$PGB_PID label=PgBouncer; fi
+        log "idle connections: $BENCH_IDLE_CONNECTIONS against $label (pid $pid)"
+        if line=$(timeout 300 python3 bench/idle_rss.py --pid "$pid" --port "${PORT[$target]}" \
+            --connections "$BENCH_IDLE_CONNECTIONS" --label "$label"); then
+            echo "- $line" >>"$IDLE"
+        else
+            echo "- $label: idle-connection measurement failed" >>"$IDLE"
+            FAILURES=$((FAILURES + 1))
+        fi
+    done
+fi
+
+# ---- table ---------------------------------------------------------------------------------------
+tps() { echo "${TPS[$1]:-—}"; } # tps TARGET,MODE,CLIENTS — or "—" when not measured
+lat() { echo "${LAT[$1]:-—}"; }
+ratio() { # a/b with 2 decimals, "—" unless both are numbers
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else printf "—" }'
+}
+TABLE=$WORK/table.md
+{
+    echo "| mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for mode in "${MODES[@]}"; do
+        for clients in $BENCH_CLIENTS; do
+            k=$mode,$clients
+            d=$(tps "direct,$k") p=$(tps "pgbouncer,$k") s=$(tps "shardgate,$k")
+            echo "| $mode | $clients | $d | $p | $s | $(ratio "$s" "$p") | $(ratio "$s" "$d") | $(lat "direct,$k") | $(lat "pgbouncer,$k") | $(lat "shardgate,$k") |"
+        done
+    done
+} >"$TABLE"
+
+echo
+cat "$HEADER"
+echo
+cat "$TABLE"
+if [[ -s $IDLE ]]; then
+    echo
+    echo "Idle client connections (memory of the pooler process, from /proc/PID/status):"
+    echo
+    cat "$IDLE"
+fi
+
+mkdir -p bench/results
+result=bench/results/pgbench-$(date -u +%Y%m%d-%H%M%S).md
+{ cat "$HEADER"; echo; cat "$TABLE"; [[ ! -s $IDLE ]] || { echo; cat "$IDLE"; }; } >"$result"
+echo
+log "saved to $result"
+
+if ((FAILURES > 0)); then
+    log "$FAILURES run(s) failed; logs kept in $WORK"
+    exit 1
+fi
+OK=1
