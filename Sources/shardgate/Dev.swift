@@ -82,17 +82,23 @@ struct Dev: AsyncParsableCommand {
     }
 
     /// Runs a command with this process's output; returns its exit status.
+    ///
+    /// posix_spawn + waitpid rather than Foundation.Process: Process.waitUntilExit waits on a run loop
+    /// that, called from this async command, never learns that the child exited.
     static func run(_ executable: String, _ arguments: [String]) -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        do {
-            try process.run()
-        } catch {
-            FileHandle.standardError.write(Data("shardgate dev: cannot run \(executable): \(error)\n".utf8))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
+        guard spawned == 0 else {
+            FileHandle.standardError.write(Data("shardgate dev: cannot run \(executable): \(String(cString: strerror(spawned)))\n".utf8))
             return -1
         }
-        process.waitUntilExit()
-        return process.terminationStatus
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { return -1 }
+        }
+        // WIFEXITED / WEXITSTATUS: low 7 bits zero means a normal exit, the status is in the next byte.
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 }
