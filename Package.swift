@@ -73,10 +73,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libpg_query (PostgreSQL's parser as a C library) from Debian's libpg-query-dev.
+        .systemLibrary(name: "CPgQuery", providers: [.apt(["libpg-query-dev"])]),
+        // SQL → statement analysis (kind, tables, shard-key predicates) → route plan; analysis cache.
+        .target(name: "SQLRouting", dependencies: ["CPgQuery", "ShardMap"], swiftSettings: hotPath),
+        // Microbenchmark of cached and uncached routing (`swift run -c release route-bench`).
+        .executableTarget(name: "route-bench", dependencies: ["SQLRouting", "ShardMap"], swiftSettings: strict),
         .testTarget(name: "PGWireTests", dependencies: ["PGWire"], swiftSettings: strict),
         .testTarget(name: "ShardMapTests", dependencies: ["ShardMap"], swiftSettings: strict),
         .testTarget(name: "PGAuthTests", dependencies: ["PGAuth"], swiftSettings: strict),
         .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"], swiftSettings: strict),
+        .testTarget(name: "SQLRoutingTests", dependencies: ["SQLRouting", "ShardMap"], swiftSettings: strict),
         // Needs the test cluster (scripts/test starts it); skipped with a visible reason otherwise.
         .testTarget(
             name: "IntegrationTests",
