@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "ProxyCore",
             dependencies: [
-                "PGWire", "ShardMap", "PGAuth",
+                "PGWire", "ShardMap", "PGAuth", "SQLRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "PGWire", "ShardMap", "PGAuth",
+                "ProxyCore", "PGWire", "ShardMap", "PGAuth", "SQLRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

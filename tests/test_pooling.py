@@ -292,24 +292,27 @@ UNREPORTED_SETTINGS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SET of parameters PostgreSQL does not report with ParameterStatus "
-                   "(search_path, statement_timeout, role, session_authorization, ...) stays on the pooled backend "
-                   "and leaks to every later client of that backend, including new connections "
-                   "(SessionParameters tracks reported parameters only); DESIGN §4: clients never see another "
-                   "client's state. SET ROLE makes other clients run as another role")
 @pytest.mark.parametrize("setting", sorted(UNREPORTED_SETTINGS))
 def test_unreported_settings_do_not_leak_between_clients(proxy_factory, setting):
+    """SET of a parameter PostgreSQL does not report pins the client's backend: no other client ever
+    runs on it, the client keeps its setting, and the backend is closed (not pooled) when it leaves."""
     statement, expr, mine, default = UNREPORTED_SETTINGS[setting]
-    proxy = proxy_factory.start(pool={"size": 1})
+    # One event loop with two backends: once A pins one, every other client shares the other.
+    proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
     a = proxy.connect()
     bs = [proxy.connect() for _ in range(PEERS)]
     try:
+        before = backend_pid(a)
         a.execute(statement)
         a_pid = backend_pid(a)
-        assert any(backend_pid(b) == a_pid for b in bs), "no client shares client A's backend"
+        assert a_pid == before, "the statement ran on one backend and the next on another"
+        b_pids = {backend_pid(b) for b in bs for _ in range(3)}
+        assert a_pid not in b_pids, "another client ran on the backend holding client A's setting"
         seen = {b.execute(f"SELECT {expr}").fetchone()[0] for b in bs}
         assert seen == {default}, f"after client A ran {statement!r}, other clients see {expr} = {seen}"
-        assert a.execute(f"SELECT {expr}").fetchone() == (mine,)
+        for _ in range(3):
+            assert a.execute(f"SELECT {expr}").fetchone() == (mine,)
+            assert backend_pid(a) == a_pid
     finally:
         a.close()
         for b in bs:
@@ -317,6 +320,29 @@ def test_unreported_settings_do_not_leak_between_clients(proxy_factory, setting)
     with proxy.connect() as later:  # a client that connects after A left
         for _ in range(PEERS):
             assert later.execute(f"SELECT {expr}").fetchone() == (default,)
+            assert backend_pid(later) != a_pid
+
+
+def test_session_holding_state_is_closed_when_its_backend_dies(proxy_factory, direct):
+    """A pinned session cannot carry on on another backend without its state: it is closed, like a
+    direct connection whose server went away."""
+    proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
+    a = proxy.connect()
+    other = proxy.connect()
+    try:
+        a.execute("SET search_path = pg_catalog")
+        pid = backend_pid(a)
+        direct.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            a.execute("SELECT current_setting('search_path')")
+        # Not just that statement: the session must not go on without its setting on a fresh backend.
+        with pytest.raises(psycopg.OperationalError):
+            got = a.execute("SELECT current_setting('search_path')").fetchone()
+            pytest.fail(f"the session went on without its state: search_path = {got}")
+        assert other.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        a.close()
+        other.close()
 
 
 def test_checkout_timeout_gives_error_and_session_survives(proxy_factory):

@@ -79,6 +79,8 @@ public struct ClientSessionStateMachine {
     private var state: State
     private let tlsAvailable: Bool
     private var draining = false
+    /// The client ran SQL whose effect stays on its backend: pin the backend that runs (or ran) it.
+    private var pinRequested = false
     public private(set) var parameters = SessionParameters()
     public private(set) var user: String = ""
 
@@ -96,6 +98,9 @@ public struct ClientSessionStateMachine {
             return false
         }
     }
+
+    /// True once the client ran SQL whose effect stays on its backend (the backend is pinned to it).
+    public var holdsSessionState: Bool { self.pinRequested }
 
     /// True when the session holds a backend.
     public var hasBackend: Bool {
@@ -164,7 +169,10 @@ public struct ClientSessionStateMachine {
 
     // MARK: client frames
 
-    public mutating func clientFrameReceived(_ frame: PGFrame) -> Action {
+    /// A client message. `changesSessionState`: its SQL changes session state that cannot follow the client
+    /// to another backend (see `SessionStateEffect`); the backend that runs it stays with this client.
+    public mutating func clientFrameReceived(_ frame: PGFrame, changesSessionState: Bool = false) -> Action {
+        if changesSessionState { self.pinRequested = true }
         switch self.state {
         case .awaitingStartup, .closed:
             return self.protocolViolation("unexpected message before startup")
@@ -205,7 +213,7 @@ public struct ClientSessionStateMachine {
             case .attached(var attached):
                 if Self.expectsReadyForQuery(id) { attached.outstanding += 1 }
                 attached.batchOpen = Self.batchOpen(attached.batchOpen, after: id)
-                if id == .parse && Self.namesStatement(frame) { attached.pinned = true }
+                if (id == .parse && Self.namesStatement(frame)) || self.pinRequested { attached.pinned = true }
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 return .forward(frame)
             case .acquiring(var queue):
@@ -262,7 +270,8 @@ public struct ClientSessionStateMachine {
             attached.batchOpen = queue.reduce(false) { open, frame in
                 FrontendMessageID(rawValue: frame.id).map { Self.batchOpen(open, after: $0) } ?? open
             }
-            attached.pinned = queue.contains { $0.id == FrontendMessageID.parse.rawValue && Self.namesStatement($0) }
+            attached.pinned = self.pinRequested
+                || queue.contains { $0.id == FrontendMessageID.parse.rawValue && Self.namesStatement($0) }
             self.state = .ready(.attached(attached), skipUntilSync: false)
             return .startBackend(sync: sync, frames: queue)
         case .closed:
@@ -378,6 +387,12 @@ public struct ClientSessionStateMachine {
             if attached.transactionStatus != .idle {
                 self.state = .closed
                 return .closeClient(ProxyErrors.transactionLost(server), backend: .close)
+            }
+            if attached.pinned {
+                // The session's prepared statements and settings lived on that backend; carrying on without
+                // them would run later statements in a different session state.
+                self.state = .closed
+                return .closeClient(ProxyErrors.sessionLost(server), backend: .close)
             }
             // Each answer still due fails on its own; a batch without its Sync gets its error now (a driver
             // waiting after Flush would otherwise wait forever) and the rest of it is skipped up to Sync.

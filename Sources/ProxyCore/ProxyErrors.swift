@@ -36,5 +36,11 @@ public enum ProxyErrors {
               hint: "Reconnect and retry the transaction.")
     }
 
+    /// A backend died that held this session's state (named prepared statements, SET, ...).
+    public static func sessionLost(_ server: String) -> ErrorNoticeFields {
+        fatal("08006", "connection to backend \(server) was lost; it held this session's state (prepared statements or settings)",
+              hint: "Reconnect and prepare or set them again.")
+    }
+
     public static let shuttingDown = fatal("57P01", "terminating connection because ShardGate is shutting down")
 }

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import PGWire
 import ProxyCore
+import SQLRouting
 
 /// One client connection. Performs what `ClientSessionStateMachine` decides and relays bytes between the
 /// client and the backend it leases; both channels live on the same event loop.
@@ -83,7 +84,7 @@ final class ClientChannelHandler: ChannelInboundHandler {
                 action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
                                                             databaseName: self.loop.shared.databaseName)
             case .frame(let frame):
-                action = self.machine.clientFrameReceived(frame)
+                action = self.machine.clientFrameReceived(frame, changesSessionState: self.changesSessionState(frame))
             }
             if case .forward = action {
                 if forward.upperBound != start {
@@ -101,6 +102,28 @@ final class ClientChannelHandler: ChannelInboundHandler {
         if buffer.readableBytes > 0, self.clientContext != nil {
             self.inbound = buffer
         }
+    }
+
+    /// Whether the SQL of a Query or Parse changes session state that must stay on its backend. Most SQL is
+    /// ruled out by a byte scan; the rest is parsed (through the loop's cache of analyses).
+    private func changesSessionState(_ frame: PGFrame) -> Bool {
+        guard !self.machine.holdsSessionState else { return false }
+        var payload = frame.payload
+        switch frame.id {
+        case FrontendMessageID.query.rawValue:
+            break
+        case FrontendMessageID.parse.rawValue:
+            guard payload.readNullTerminatedString() != nil else { return false }
+        default:
+            return false
+        }
+        let candidate = payload.withUnsafeReadableBytes { raw in
+            SessionStateEffect.mayChangeSessionState(raw.bindMemory(to: UInt8.self))
+        }
+        guard candidate, let sql = payload.readNullTerminatedString() else { return false }
+        // SQL that does not parse changes nothing: PostgreSQL will refuse it too.
+        guard let analysis = try? self.loop.router.analyze(sql) else { return false }
+        return SessionStateEffect.pinsBackend(analysis)
     }
 
     private func forwardToBackend(_ whole: ByteBuffer, _ range: Range<Int>) {

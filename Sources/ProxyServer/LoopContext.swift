@@ -3,9 +3,12 @@ import NIOCore
 import NIOSSL
 import PGWire
 import ProxyCore
+import ShardMap
+import SQLRouting
 
 /// What every connection of the proxy shares; immutable.
 struct SharedState: Sendable {
+    var map: ShardMap
     var databaseName: String
     var auth: ClientAuthSettings
     var tls: NIOSSLContext?
@@ -28,6 +31,8 @@ final class LoopContext {
     private var pools: [BackendServer: BackendPool] = [:]
     private var clients: [ObjectIdentifier: ClientChannelHandler] = [:]
     private var shuttingDown = false
+    /// This loop's SQL analyses (parse tree + cache), without locks.
+    var router: SQLRouter
 
     /// This loop's share of `pool.size`.
     let poolSize: Int
@@ -35,6 +40,7 @@ final class LoopContext {
     init(shared: SharedState, eventLoop: any EventLoop, poolSize: Int, logger: Logger) {
         self.shared = shared
         self.poolSize = poolSize
+        self.router = SQLRouter(map: shared.map)
         self.eventLoop = eventLoop
         self.logger = logger
     }

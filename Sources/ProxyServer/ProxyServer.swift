@@ -81,6 +81,7 @@ public final class ProxyServer: Sendable {
                 """)
         }
         self.shared = SharedState(
+            map: map,
             databaseName: map.databaseName,
             auth: auth,
             tls: tls,

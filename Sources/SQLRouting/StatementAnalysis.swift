@@ -134,6 +134,8 @@ public struct StatementAnalysis: Sendable, Hashable {
     public var unsupported: String?
     /// A construct that must run on a single shard (e.g. a cursor), refused when the keys span several.
     public var singleShardOnly: String?
+    /// The statement calls set_config(), which can change session state no ParameterStatus reports.
+    public var callsSetConfig = false
     /// False when the analysis embeds a literal's value (e.g. a two-phase gid) and must not be cached.
     var cacheable = true
 

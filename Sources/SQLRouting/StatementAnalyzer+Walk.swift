@@ -323,15 +323,19 @@ extension StatementAnalyzer {
     ]
 
     private mutating func noteFunctionCall(_ body: Int) {
+        var function = ""
+        for part in tree.elements(body, "funcname") {
+            if let (_, string) = tree.node(part) { function = tree.string(string, "sval") ?? "" }
+        }
+        if function == "set_config" {
+            analysis.callsSetConfig = true
+        }
         guard !shapes.isEmpty else { return }
         if tree.member(body, "over") != nil {
             shapes[shapes.count - 1].insert(.window)
             return
         }
-        var name = ""
-        for part in tree.elements(body, "funcname") {
-            if let (_, string) = tree.node(part) { name = tree.string(string, "sval") ?? "" }
-        }
+        let name = function
         if Self.aggregateNames.contains(name) || tree.bool(body, "agg_star") || tree.bool(body, "agg_distinct")
             || tree.member(body, "agg_order") != nil || tree.member(body, "agg_filter") != nil
             || tree.bool(body, "agg_within_group") {

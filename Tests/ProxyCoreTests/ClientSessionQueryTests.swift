@@ -283,8 +283,9 @@ import Testing
 
     @Test func backendLostDuringAnUnsyncedBatchFailsItAndSkipsToSync() {
         // asyncpg prepares with Parse/Describe/Flush and waits: it must get an answer, not silence.
-        var session = attachedSession(after: [Frames.parse("SELECT $1", name: "s1")])
-        _ = session.clientFrameReceived(Frames.describe(statement: "s1"))
+        // (Unnamed statement: a named one pins the backend, and losing it closes the client.)
+        var session = attachedSession(after: [Frames.parse("SELECT $1")])
+        _ = session.clientFrameReceived(Frames.describe(statement: ""))
         _ = session.clientFrameReceived(Frames.flush)
         let error = ProxyErrors.backendUnavailable("db1:5432", reason: "EOF")
         #expect(session.backendLost(server: "db1:5432", reason: "EOF") == .sendAndCloseBackend([.errorResponse(error)]))

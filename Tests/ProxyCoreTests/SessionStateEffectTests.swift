@@ -1,0 +1,93 @@
+import PGWire
+import ProxyCore
+import SQLRouting
+import Testing
+
+@Suite struct SessionStateEffectTests {
+    static let pinning: [String] = [
+        "SET search_path = pg_catalog",
+        "set statement_timeout to 1234",
+        "SET ROLE sg_md5",
+        "SET SESSION AUTHORIZATION sg_md5",
+        "SET SESSION search_path TO app",
+        "RESET search_path",
+        "RESET ALL",
+        "RESET ROLE",
+        "SELECT set_config('search_path', 'x', false)",
+        "select 1; select pg_catalog.set_config('role', 'sg_md5', false)",
+        "DISCARD ALL",
+        "LISTEN jobs",
+        "PREPARE q AS SELECT 1",
+        "LOAD 'auto_explain'",
+        "SELECT 1; SET work_mem = '64MB'",
+        "/* shard: s0 */ SET search_path = app",
+    ]
+
+    static let notPinning: [String] = [
+        "SELECT 1",
+        "SET application_name = 'reporting'",
+        "SET TIME ZONE 'Asia/Tokyo'",
+        "SET TimeZone = 'UTC'",
+        "SET DateStyle = ISO",
+        "SET client_encoding = 'LATIN1'",
+        "RESET application_name",
+        "SET LOCAL search_path = app",
+        "SET LOCAL ROLE sg_md5",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 7",
+        "SELECT 'SET ROLE x'",
+        "BEGIN",
+        "SHOW search_path",
+        "SELECT * FROM users WHERE id = 42",
+        "this is not sql; SET ROLE x",
+    ]
+
+    static func analysis(_ sql: String) throws -> SQLAnalysis {
+        try SQLAnalyzer.analyze(sql, tables: [:])
+    }
+
+    @Test(arguments: pinning)
+    func changesSessionState(sql: String) throws {
+        #expect(sql.utf8.withContiguousStorageIfAvailable(SessionStateEffect.mayChangeSessionState) == true)
+        #expect(SessionStateEffect.pinsBackend(try Self.analysis(sql)))
+    }
+
+    @Test(arguments: notPinning)
+    func leavesSessionStateAlone(sql: String) throws {
+        guard let analysis = try? Self.analysis(sql) else {
+            // A syntax error: PostgreSQL refuses the whole string, so it changes nothing.
+            return
+        }
+        #expect(!SessionStateEffect.pinsBackend(analysis))
+    }
+
+    @Test(arguments: ["SELECT abalance FROM pgbench_accounts WHERE aid = 1", "INSERT INTO t VALUES (1)", "", "se", "COMMIT"])
+    func theByteFilterRulesOutSQLWithoutTheKeywords(sql: String) {
+        #expect(sql.utf8.withContiguousStorageIfAvailable(SessionStateEffect.mayChangeSessionState) == false)
+    }
+
+    @Test func aPinnedSessionIsClosedWhenItsBackendIsLost() {
+        var session = idleSession()
+        let set = Frames.query("SET search_path = app")
+        #expect(session.clientFrameReceived(set, changesSessionState: true) == .acquireBackend)
+        #expect(session.backendAttached(current: Fixture.backendDefaults, defaults: Fixture.backendDefaults)
+                == .startBackend(sync: nil, frames: [set]))
+        #expect(session.backendReadyForQuery(.idle) == .none)   // pinned: not released
+        #expect(session.holdsSessionState)
+        let select = Frames.query("SELECT 1")
+        #expect(session.clientFrameReceived(select) == .forward(select))
+        guard case .closeClient(let error?, backend: .close) = session.backendLost(server: "s0 primary", reason: "gone") else {
+            Issue.record("a pinned session carried on without its state")
+            return
+        }
+        #expect(error.sqlState == "08006")
+        #expect(error.severity == "FATAL")
+    }
+
+    @Test func anUnpinnedSessionSurvivesALostBackend() {
+        var session = attachedSession(after: [Frames.query("SELECT pg_sleep(1)")])
+        guard case .sendAndCloseBackend = session.backendLost(server: "s0 primary", reason: "gone") else {
+            Issue.record("expected an error for the statement and a usable session")
+            return
+        }
+    }
+}
