@@ -287,9 +287,7 @@ public struct ClientSessionStateMachine {
         switch self.state {
         case .loggingIn:
             self.state = .closed
-            var fatal = error
-            fatal.fields = fatal.fields.map { ($0.0 == ErrorNoticeFields.Code.severity.rawValue || $0.0 == ErrorNoticeFields.Code.severityNonLocalized.rawValue) ? ($0.0, "FATAL") : $0 }
-            return .closeClient(fatal, backend: .none)
+            return .closeClient(error.withSeverity("FATAL"), backend: .none)
         case .ready(.acquiring(let queue), _):
             // Answer as PostgreSQL would have had each statement failed: an error and ReadyForQuery for each
             // Query and each batch ended by Sync (so that no pipelined statement looks executed); an
@@ -324,9 +322,7 @@ public struct ClientSessionStateMachine {
             attached.transactionStatus = status
             if let error = attached.internalError {
                 self.state = .closed
-                var fatal = error
-                fatal.fields = fatal.fields.map { $0.0 == ErrorNoticeFields.Code.severity.rawValue || $0.0 == ErrorNoticeFields.Code.severityNonLocalized.rawValue ? ($0.0, "FATAL") : $0 }
-                return .closeClient(fatal, backend: status == .idle ? .release : .close)
+                return .closeClient(error.withSeverity("FATAL"), backend: status == .idle ? .release : .close)
             }
             self.state = .loggingIn(.attached(attached))
             return attached.internalPending == 0 ? self.completeLogin() : .none
@@ -339,7 +335,7 @@ public struct ClientSessionStateMachine {
                 self.state = .ready(.attached(attached), skipUntilSync: false)
                 if let error {
                     // Parameters could not be carried over: tell the client, keep serving it.
-                    return .send([.noticeResponse(Self.asWarning(error))])
+                    return .send([.noticeResponse(error.withSeverity("WARNING"))])
                 }
                 return .none
             }
@@ -449,7 +445,6 @@ public struct ClientSessionStateMachine {
     // MARK: helpers
 
     private mutating func completeLogin() -> Action {
-        self.state = .ready(.attached(Attached(outstanding: 0, internalPending: 0, transactionStatus: .idle)), skipUntilSync: false)
         // finishLogin releases the backend; the session is then idle.
         self.state = .ready(.none, skipUntilSync: false)
         return .finishLogin
@@ -516,14 +511,6 @@ public struct ClientSessionStateMachine {
         }
     }
 
-    static func asWarning(_ error: ErrorNoticeFields) -> ErrorNoticeFields {
-        var notice = error
-        notice.fields = notice.fields.map { field in
-            field.0 == ErrorNoticeFields.Code.severity.rawValue || field.0 == ErrorNoticeFields.Code.severityNonLocalized.rawValue
-                ? (field.0, "WARNING") : field
-        }
-        return notice
-    }
 
     static func name(_ id: UInt8) -> String {
         id >= 0x20 && id < 0x7F ? "\"\(Character(Unicode.Scalar(id)))\"" : "0x" + String(id, radix: 16)

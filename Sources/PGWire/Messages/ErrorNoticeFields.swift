@@ -49,6 +49,14 @@ public struct ErrorNoticeFields: Sendable, Equatable {
         self.fields.first(where: { $0.0 == code.rawValue })?.1
     }
 
+    /// The same fields with another severity (both the localized and the non-localized one), e.g. to
+    /// report a backend's ERROR as the FATAL that ends a login.
+    public func withSeverity(_ severity: String) -> ErrorNoticeFields {
+        ErrorNoticeFields(fields: self.fields.map { field in
+            field.0 == Code.severity.rawValue || field.0 == Code.severityNonLocalized.rawValue ? (field.0, severity) : field
+        })
+    }
+
     public var sqlState: String? { self[.sqlState] }
     public var message: String? { self[.message] }
     public var severity: String? { self[.severityNonLocalized] ?? self[.severity] }
