@@ -141,6 +141,23 @@ def test_proxy_authenticates_to_backend_with_password(proxy_factory, role, passw
         assert c.execute("SELECT current_user").fetchone() == (role,)
 
 
+def test_proxy_reads_the_backend_password_from_pgpassfile(proxy_factory, tmp_path):
+    """No password in the shard URL: the proxy looks it up in PGPASSFILE, with libpq's rules."""
+
+    def use_role(m):
+        for shard in m["shards"]:
+            shard["primary"] = shard["primary"].replace("postgres@", "sg_scram@")
+
+    passfile = tmp_path / "pgpass"
+    passfile.write_text("# host:port:database:user:password\n"
+                        "127.0.0.1:*:app:someone_else:nope\n"
+                        "127.0.0.1:*:app:sg_scram:sg_scram_pw\n")
+    passfile.chmod(0o600)  # libpq ignores a pass file others can read; so does ShardGate
+    p = proxy_factory.start(mutate=use_role, env={"PGPASSFILE": str(passfile)})
+    with p.connect() as c:
+        assert c.execute("SELECT current_user").fetchone() == ("sg_scram",)
+
+
 def test_wrong_backend_password_gives_clear_error_to_client(proxy_factory):
     def use_role(m):
         for shard in m["shards"]:
