@@ -323,6 +323,31 @@ def test_unreported_settings_do_not_leak_between_clients(proxy_factory, setting)
             assert backend_pid(later) != a_pid
 
 
+def test_temp_tables_and_advisory_locks_stay_with_their_client(proxy_factory):
+    """Temporary tables and session advisory locks live as long as the session: the client that makes them
+    keeps its backend, so another client can neither see its temp table nor share its lock."""
+    proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
+    a = proxy.connect()
+    bs = [proxy.connect() for _ in range(PEERS)]
+    try:
+        a.execute("CREATE TEMP TABLE sg_scratch (n int)")
+        a.execute("INSERT INTO sg_scratch VALUES (1), (2)")
+        assert a.execute("SELECT pg_try_advisory_lock(424242)").fetchone() == (True,)
+        for b in bs:
+            assert b.execute("SELECT to_regclass('sg_scratch')").fetchone() == (None,)
+            # The same session would get the lock; another cannot. (The transaction-level probe does not
+            # pin B's backend, as a session-level lock would.)
+            assert b.execute("SELECT pg_try_advisory_xact_lock(424242)").fetchone() == (False,)
+        assert a.execute("SELECT count(*) FROM sg_scratch").fetchone() == (2,)
+    finally:
+        a.close()
+        for b in bs:
+            b.close()
+    with proxy.connect() as later:  # A's backend was closed with A: its lock is gone
+        assert later.execute("SELECT pg_try_advisory_lock(424242)").fetchone() == (True,)
+        later.execute("SELECT pg_advisory_unlock_all()")
+
+
 def test_session_holding_state_is_closed_when_its_backend_dies(proxy_factory, direct):
     """A pinned session cannot carry on on another backend without its state: it is closed, like a
     direct connection whose server went away."""

@@ -9,7 +9,8 @@ import SQLRouting
 /// backend for the rest of its session (it is closed, not pooled, afterwards), so no other client ever
 /// sees it and the client never loses it to a pool hand-off.
 ///
-/// Not detected yet: `CREATE TEMP TABLE`, `DECLARE ... WITH HOLD`, session-level advisory locks.
+/// Also pinning: what lives as long as the session — temporary tables, views and sequences, cursors
+/// `WITH HOLD`, session-level advisory locks (`pg_advisory_lock`, `pg_try_advisory_lock`, `_shared`).
 public enum SessionStateEffect {
     /// Parameters whose changes PostgreSQL reports, in the lower case the parser gives SET names.
     static let trackedParameters: Set<String> = Set(SessionParameters.reportedSettable.map { $0.lowercased() })
@@ -18,8 +19,8 @@ public enum SessionStateEffect {
     static let sessionUtilities: Set<String> = ["DiscardStmt", "ListenStmt", "PrepareStmt", "LoadStmt"]
 
     /// A cheap necessary condition: SQL that changes session state contains one of these words (every
-    /// statement above has one: SET, RESET, set_config, DISCARD, LISTEN, PREPARE, LOAD). Text without any
-    /// of them needs no parsing for this question.
+    /// statement above has one: SET, RESET, set_config, DISCARD, LISTEN, PREPARE, LOAD, TEMP/TEMPORARY,
+    /// HOLD, advisory). Text without any of them needs no parsing for this question.
     public static func mayChangeSessionState(_ sql: UnsafeBufferPointer<UInt8>) -> Bool {
         guard sql.count >= 3 else { return false }
         for index in 0..<(sql.count - 2) {
@@ -27,7 +28,8 @@ public enum SessionStateEffect {
             if c == UInt8(ascii: "s"), sql[index + 1] | 0x20 == UInt8(ascii: "e"), sql[index + 2] | 0x20 == UInt8(ascii: "t") {
                 return true
             }
-            if c == UInt8(ascii: "d") || c == UInt8(ascii: "l") || c == UInt8(ascii: "p") {
+            if c == UInt8(ascii: "d") || c == UInt8(ascii: "l") || c == UInt8(ascii: "p") || c == UInt8(ascii: "t")
+                || c == UInt8(ascii: "h") || c == UInt8(ascii: "a") {
                 for word in Self.otherWords where Self.matches(word, in: sql, at: index) {
                     return true
                 }
@@ -36,7 +38,8 @@ public enum SessionStateEffect {
         return false
     }
 
-    private static let otherWords: [[UInt8]] = ["discard", "listen", "prepare", "load"].map { Array($0.utf8) }
+    private static let otherWords: [[UInt8]] = ["discard", "listen", "prepare", "load", "temp", "hold", "advisory"]
+        .map { Array($0.utf8) }
 
     private static func matches(_ word: [UInt8], in sql: UnsafeBufferPointer<UInt8>, at index: Int) -> Bool {
         guard index + word.count <= sql.count else { return false }
@@ -49,7 +52,7 @@ public enum SessionStateEffect {
     /// True when `analysis` changes session state that must stay on its backend.
     public static func pinsBackend(_ analysis: SQLAnalysis) -> Bool {
         analysis.statements.contains { statement in
-            if statement.callsSetConfig { return true }
+            if statement.callsSetConfig || statement.createsSessionObject { return true }
             switch statement.kind {
             case .set(let name, let isLocal):
                 return !isLocal && !Self.trackedParameters.contains(name)

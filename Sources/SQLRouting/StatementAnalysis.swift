@@ -136,6 +136,9 @@ public struct StatementAnalysis: Sendable, Hashable {
     public var singleShardOnly: String?
     /// The statement calls set_config(), which can change session state no ParameterStatus reports.
     public var callsSetConfig = false
+    /// The statement creates something that lives as long as the session, not the transaction: a temporary
+    /// table, view or sequence, a cursor WITH HOLD, or a session-level advisory lock.
+    public var createsSessionObject = false
     /// False when the analysis embeds a literal's value (e.g. a two-phase gid) and must not be cached.
     var cacheable = true
 

@@ -330,6 +330,10 @@ extension StatementAnalyzer {
         if function == "set_config" {
             analysis.callsSetConfig = true
         }
+        // Session-level advisory locks outlive the transaction (the _xact_ variants do not).
+        if (function.hasPrefix("pg_advisory_lock") || function.hasPrefix("pg_try_advisory_lock")) {
+            analysis.createsSessionObject = true
+        }
         guard !shapes.isEmpty else { return }
         if tree.member(body, "over") != nil {
             shapes[shapes.count - 1].insert(.window)

@@ -49,7 +49,39 @@ struct StatementAnalyzer {
         let type = tree.string(typeKey)
         analysis.kind = analyzeStatement(type: type, body: body, top: true)
         recordKeySubLinkShapes()
+        if type == "DeclareCursorStmt", let options = tree.int(body, "options"), options & Self.cursorOptionHold != 0 {
+            analysis.createsSessionObject = true
+        }
+        if containsTemporaryRelation(body) {
+            analysis.createsSessionObject = true
+        }
         return analysis
+    }
+
+    /// CURSOR_OPT_HOLD in PostgreSQL's parsenodes.h: the cursor outlives its transaction.
+    static let cursorOptionHold = 0x0020
+
+    /// Whether any relation in the subtree is temporary (`relpersistence` "t": CREATE TEMP TABLE / VIEW /
+    /// SEQUENCE, CREATE TEMP TABLE AS, SELECT ... INTO TEMP).
+    private func containsTemporaryRelation(_ node: Int) -> Bool {
+        switch tree.kind(node) {
+        case .object:
+            for (key, value) in tree.members(node) {
+                if tree.equals(key, "relpersistence") {
+                    if tree.kind(value) == .string, tree.string(value) == "t" { return true }
+                } else if containsTemporaryRelation(value) {
+                    return true
+                }
+            }
+            return false
+        case .array:
+            for element in tree.elements(node) where containsTemporaryRelation(element) {
+                return true
+            }
+            return false
+        case .string, .number, .bool, .null:
+            return false
+        }
     }
 
     /// Walks a statement and returns its kind.

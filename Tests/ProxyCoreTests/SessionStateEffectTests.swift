@@ -21,6 +21,14 @@ import Testing
         "LOAD 'auto_explain'",
         "SELECT 1; SET work_mem = '64MB'",
         "/* shard: s0 */ SET search_path = app",
+        "CREATE TEMP TABLE scratch (a int)",
+        "create temporary table scratch as select 1 as a",
+        "SELECT 1 AS a INTO TEMP scratch",
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "CREATE TEMP SEQUENCE s",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "SELECT pg_advisory_lock(42)",
+        "select pg_try_advisory_lock_shared(7)",
     ]
 
     static let notPinning: [String] = [
@@ -39,6 +47,11 @@ import Testing
         "SHOW search_path",
         "SELECT * FROM users WHERE id = 42",
         "this is not sql; SET ROLE x",
+        "CREATE TABLE permanent (a int)",
+        "DECLARE c CURSOR FOR SELECT 1",
+        "SELECT pg_advisory_xact_lock(42)",
+        "SELECT * FROM templates WHERE name = 'temp'",
+        "SELECT 'hold on'",
     ]
 
     static func analysis(_ sql: String) throws -> SQLAnalysis {
