@@ -35,10 +35,6 @@ final class BackendPool {
         self.scheduleReaper()
     }
 
-    var stats: (size: Int, busy: Int, idle: Int, waiting: Int, connecting: Int) {
-        (self.machine.maxConnections, self.machine.leasedCount, self.machine.idleCount, self.machine.waitingCount, self.machine.connecting)
-    }
-
     func lease(for leaser: any BackendLeaser) {
         let id = ObjectIdentifier(leaser)
         guard !self.closed else {

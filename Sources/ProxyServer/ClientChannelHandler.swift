@@ -113,7 +113,9 @@ final class ClientChannelHandler: ChannelInboundHandler {
         case FrontendMessageID.query.rawValue:
             break
         case FrontendMessageID.parse.rawValue:
-            guard payload.readNullTerminatedString() != nil else { return false }
+            // Skip the statement name without building a String for it.
+            guard let nul = payload.readableBytesView.firstIndex(of: 0) else { return false }
+            payload.moveReaderIndex(to: nul + 1)
         default:
             return false
         }

@@ -56,13 +56,6 @@ final class LoopContext {
 
     var clientCount: Int { self.clients.count }
 
-    var poolStats: [(server: BackendServer, size: Int, busy: Int, idle: Int, waiting: Int, connecting: Int)] {
-        self.pools.map { server, pool in
-            let s = pool.stats
-            return (server, s.size, s.busy, s.idle, s.waiting, s.connecting)
-        }
-    }
-
     func clientOpened(_ client: ClientChannelHandler) {
         self.clients[ObjectIdentifier(client)] = client
         if self.shuttingDown {

@@ -210,7 +210,7 @@ struct ParseTree {
                     v = 0x10000 + ((high - 0xD800) << 10) + (v - 0xDC00)
                 }
                 pendingHigh = nil
-                if let scalar = Unicode.Scalar(v) { out.append(contentsOf: Array(String(Character(scalar)).utf8)) }
+                if let scalar = Unicode.Scalar(v) { UTF8.encode(scalar) { out.append($0) } }
             default: out.append(e)
             }
         }
