@@ -8,8 +8,12 @@ import SQLRouting
 
 /// One client connection. Performs what `ClientSessionStateMachine` decides and relays bytes between the
 /// client and the backend it leases; both channels live on the same event loop.
-final class ClientChannelHandler: ChannelInboundHandler {
+///
+/// A duplex handler, not an inbound one: only outbound handlers see the channel's `read` event, and
+/// intercepting it is how reading from the client pauses while the backend cannot take more bytes.
+final class ClientChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private var machine: ClientSessionStateMachine
