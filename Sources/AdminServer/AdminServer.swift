@@ -1,0 +1,2 @@
+/// The HTTP admin port (placeholder until it lands).
+enum AdminServerPlaceholder {}

@@ -1,0 +1,2 @@
+/// Cross-shard result merging (placeholder until the merge engine lands).
+enum ResultMerge {}

@@ -1,0 +1,3 @@
+import CLibPQ
+/// shardctl library (placeholder until it lands).
+enum ShardCtlKitPlaceholder {}

@@ -1,0 +1,2 @@
+import ShardCtlKit
+print("shardctl: not implemented yet")
