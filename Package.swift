@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "ProxyCore",
             dependencies: [
-                "PGWire", "ShardMap", "PGAuth", "SQLRouting", "ResultMerge",
+                "PGWire", "ShardMap", "PGAuth", "SQLRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(name: "PGWireTests", dependencies: ["PGWire"], swiftSettings: strict),
         .testTarget(name: "ShardMapTests", dependencies: ["ShardMap"], swiftSettings: strict),
         .testTarget(name: "PGAuthTests", dependencies: ["PGAuth"], swiftSettings: strict),
-        .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore"], swiftSettings: strict),
+        .testTarget(name: "ProxyCoreTests", dependencies: ["ProxyCore", "PGWire", "ShardMap", "SQLRouting"], swiftSettings: strict),
         .testTarget(name: "SQLRoutingTests", dependencies: ["SQLRouting", "ShardMap"], swiftSettings: strict),
         .testTarget(name: "ResultMergeTests", dependencies: ["ResultMerge", "PGWire"], swiftSettings: strict),
         .testTarget(

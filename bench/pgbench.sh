@@ -4,12 +4,16 @@
 #   bench/pgbench.sh                      # full run (builds ShardGate in release mode first)
 #   BENCH_SECONDS=3 BENCH_SKIP_SHARDGATE=1 bench/pgbench.sh   # quick check of direct + PgBouncer
 #
-# Starts its own 1-shard cluster (scripts/pgcluster, /tmp/shardgate-bench, ports 25500/25501),
-# loads it with `pgbench -i -s 10`, puts PgBouncer (transaction pooling, pool 10) on 127.0.0.1:26432
-# and ShardGate (pool 10) on 127.0.0.1:26433 (admin 29930) in front of the shard primary, then runs
-# `pgbench -n -S` (select-only) in simple and extended protocol mode at 16 and 64 clients against each
-# and prints a Markdown table. Then bench/idle_rss.py measures the memory of each pooler holding
-# 1000 idle client connections. Everything is stopped on exit. Loopback only.
+# Starts its own 2-shard cluster (scripts/pgcluster, /tmp/shardgate-bench, primaries on 25500 and
+# 25502). Database `app` on shard s0's primary holds all of `pgbench -i -s 10`: direct PostgreSQL and
+# PgBouncer (transaction pooling, pool 10, on 127.0.0.1:26432) serve it. Database `sharded` holds the
+# same data split the way ShardGate routes it: pgbench_accounts sharded by aid over s0 and s1 (each
+# keeps the rows of the slots it owns), the other pgbench tables as reference tables. ShardGate (pool 10
+# per server, on 127.0.0.1:26433, admin 29930) serves `sharded` with routing on: every statement is
+# parsed and sent to the shard owning its aid. The script runs `pgbench -n -S` (select-only) in simple
+# and extended protocol mode at 16 and 64 clients against each and prints a Markdown table. Then
+# bench/idle_rss.py measures the memory of each pooler holding 1000 idle client connections.
+# Everything is stopped on exit. Loopback only.
 #
 # Environment:
 #   BENCH_SECONDS=15          duration of each pgbench run
@@ -17,8 +21,8 @@
 #   BENCH_CLIENTS="16 64"     client counts
 #   BENCH_IDLE_CONNECTIONS=1000   idle connections for the memory measurement (0 = skip it)
 #   BENCH_SKIP_SHARDGATE=1    leave ShardGate out (no build; its columns show "—")
-#   BENCH_USE_REPLICAS=1      keep the replica in ShardGate's map (by default reads would go to the
-#                             replica while direct and PgBouncer hit the primary; see bench/README.md)
+#   BENCH_USE_REPLICAS=1      keep the replicas in ShardGate's map (by default they are left out: reads
+#                             would go to replicas while direct and PgBouncer hit a primary; see bench/README.md)
 #   SHARDGATE_BIN=PATH        use this shardgate binary instead of building the release one
 set -euo pipefail
 
@@ -35,7 +39,8 @@ MODES=(simple extended)
 SCALE=10
 
 CLUSTER_DIR=/tmp/shardgate-bench
-PG_PORT=25500          # shard s0 primary (replica on 25501)
+PG_PORT=25500          # shard s0 primary (replica on 25501); s1 primary 25502 (replica 25503)
+PG_PORT_S1=25502
 PGB_PORT=26432
 SG_PORT=26433
 SG_ADMIN_PORT=29930
@@ -112,6 +117,7 @@ HEADER=$WORK/header.md
         echo "- ShardGate: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit') $( [[ -z $(git status --porcelain 2>/dev/null | head -n 1) ]] || echo '(with uncommitted changes)'), ${SHARDGATE_BIN:-release build}; $(swift --version 2>/dev/null | head -n 1 || echo 'swift ?')"
     fi
     echo "- pgbench: -n -S -j 2 -T $BENCH_SECONDS, clients {${BENCH_CLIENTS// /, }}, protocol {simple, extended}; pools: 10 server connections"
+    echo "- direct and PgBouncer: one PostgreSQL with all rows; ShardGate: routing on, pgbench_accounts sharded by aid over 2 shards (primaries)"
     echo "- everything (pgbench, PostgreSQL, the pooler) shares this one machine, over loopback"
 } >"$HEADER"
 cat "$HEADER"
@@ -131,20 +137,37 @@ if [[ $BENCH_SKIP_SHARDGATE != 1 ]]; then
 fi
 
 # ---- cluster + data ------------------------------------------------------------------------------
-log "starting a 1-shard cluster in $CLUSTER_DIR"
+log "starting a 2-shard cluster in $CLUSTER_DIR"
 CLUSTER_STARTED=1
-scripts/pgcluster start --reset --dir "$CLUSTER_DIR" --shards 1 --base-port "$PG_PORT" >&2
-log "pgbench -i -s $SCALE on the primary (port $PG_PORT)"
+scripts/pgcluster start --reset --dir "$CLUSTER_DIR" --shards 2 --base-port "$PG_PORT" >&2
+log "pgbench -i -s $SCALE on s0's primary (port $PG_PORT), database app"
 pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres app >"$WORK/pgbench-init.log" 2>&1 || {
     cat "$WORK/pgbench-init.log" >&2
     die "pgbench -i failed"
 }
-# Let the replica catch up before load starts, so its replay does not compete with the runs.
-psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d app -c CHECKPOINT
+# The sharded copy: each shard keeps the accounts of the slots the map gives it (DESIGN §3's slot
+# expression; s0 owns 0-511, s1 512-1023).
+for port in "$PG_PORT" "$PG_PORT_S1"; do
+    if [[ $port == "$PG_PORT" ]]; then keep="< 512"; else keep=">= 512"; fi
+    log "database sharded on port $port: pgbench -i -s $SCALE, keeping accounts whose slot is $keep"
+    psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE sharded" >&2
+    pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$port" -U postgres sharded >>"$WORK/pgbench-init.log" 2>&1 || {
+        cat "$WORK/pgbench-init.log" >&2
+        die "pgbench -i (sharded) failed"
+    }
+    psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d sharded -v ON_ERROR_STOP=1 >&2 <<EOF
+DELETE FROM pgbench_accounts WHERE NOT (((hashint8extended(aid, 8816678312871386365) & 1023) + 227) & 1023 $keep);
+VACUUM ANALYZE pgbench_accounts;
+EOF
+done
+# Let the replicas catch up before load starts, so their replay does not compete with the runs.
+for port in "$PG_PORT" "$PG_PORT_S1"; do
+    psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d app -c CHECKPOINT
+done
 
-wait_sql() { # wait_sql NAME PORT PID LOG — until `SELECT 1` works through the pooler on PORT
-    local name=$1 port=$2 pid=$3 logf=$4 deadline=$((SECONDS + 60))
-    until psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d app -c 'SELECT 1' >/dev/null 2>&1; do
+wait_sql() { # wait_sql NAME PORT PID LOG [DB] — until `SELECT 1` works through the pooler on PORT
+    local name=$1 port=$2 pid=$3 logf=$4 db=${5:-app} deadline=$((SECONDS + 60))
+    until psql -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d "$db" -c 'SELECT 1' >/dev/null 2>&1; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 30 "$logf" >&2 || true
             die "$name exited during startup (log: $logf)"
@@ -189,18 +212,21 @@ wait_sql PgBouncer "$PGB_PORT" "$PGB_PID" "$WORK/pgbouncer.log"
 
 # ---- ShardGate -----------------------------------------------------------------------------------
 if [[ $BENCH_SKIP_SHARDGATE != 1 ]]; then
-    # The cluster's map plus a pool of 10 (like PgBouncer's). pgbench's tables are not in the map,
-    # so they go to s0 as unlisted tables. Unless BENCH_USE_REPLICAS=1 the replica is left out, so
-    # that all three targets serve the same reads from the same server.
+    # The cluster's map for database `sharded`: pgbench_accounts sharded by aid, the other pgbench
+    # tables reference tables; a pool of 10 per server (like PgBouncer's). Unless BENCH_USE_REPLICAS=1
+    # the replicas are left out, so that every target serves reads from primaries.
     python3 - "$CLUSTER_DIR/shardmap.json" "$WORK/shardmap.json" "$BENCH_USE_REPLICAS" <<'EOF'
 import json, sys
 src, dst, use_replicas = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 m = json.load(open(src))
 m["pool"] = {"size": 10}
-m["unlisted_tables"] = m["shards"][0]["name"]
-if not use_replicas:
-    for shard in m["shards"]:
-        shard["replicas"] = []
+for shard in m["shards"]:
+    shard["primary"] = shard["primary"].rsplit("/", 1)[0] + "/sharded"
+    shard["replicas"] = [r.rsplit("/", 1)[0] + "/sharded" for r in shard["replicas"]] if use_replicas else []
+m["tables"] = {"pgbench_accounts": {"shard_key": "aid", "type": "bigint"},
+               "pgbench_branches": {"reference": True}, "pgbench_tellers": {"reference": True},
+               "pgbench_history": {"reference": True}}
+m.pop("unlisted_tables", None)
 json.dump(m, open(dst, "w"), indent=2)
 EOF
     sg_args=(serve --map "$WORK/shardmap.json" --listen "127.0.0.1:$SG_PORT")
@@ -213,19 +239,20 @@ EOF
     log "starting ShardGate on 127.0.0.1:$SG_PORT: $SHARDGATE_BIN ${sg_args[*]}"
     "$SHARDGATE_BIN" "${sg_args[@]}" >"$WORK/shardgate.log" 2>&1 &
     SG_PID=$!
-    wait_sql ShardGate "$SG_PORT" "$SG_PID" "$WORK/shardgate.log"
+    wait_sql ShardGate "$SG_PORT" "$SG_PID" "$WORK/shardgate.log" sharded
 fi
 
 # ---- runs ----------------------------------------------------------------------------------------
 TARGETS=(direct pgbouncer)
 declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [shardgate]=$SG_PORT)
+declare -A DB=([direct]=app [pgbouncer]=app [shardgate]=sharded)
 [[ $BENCH_SKIP_SHARDGATE == 1 ]] || TARGETS+=(shardgate)
 declare -A TPS LAT
 FAILURES=0
 
 run_pgbench() { # run_pgbench TARGET MODE CLIENTS SECONDS OUTFILE
     timeout --kill-after=5 "$RUN_LIMIT" pgbench -n -S -M "$2" -c "$3" -j 2 -T "$4" \
-        -h 127.0.0.1 -p "${PORT[$1]}" -U postgres app >"$5" 2>&1
+        -h 127.0.0.1 -p "${PORT[$1]}" -U postgres "${DB[$1]}" >"$5" 2>&1
 }
 
 if ((BENCH_WARMUP > 0)); then
@@ -268,7 +295,7 @@ if ((BENCH_IDLE_CONNECTIONS > 0)); then
     for target in "${idle_targets[@]}"; do
         if [[ $target == shardgate ]]; then pid=$SG_PID label=ShardGate; else pid=$PGB_PID label=PgBouncer; fi
         log "idle connections: $BENCH_IDLE_CONNECTIONS against $label (pid $pid)"
-        if line=$(timeout 300 python3 bench/idle_rss.py --pid "$pid" --port "${PORT[$target]}" \
+        if line=$(timeout 300 python3 bench/idle_rss.py --pid "$pid" --port "${PORT[$target]}" --database "${DB[$target]}" \
             --connections "$BENCH_IDLE_CONNECTIONS" --label "$label"); then
             echo "- $line" >>"$IDLE"
         else

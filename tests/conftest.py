@@ -250,8 +250,14 @@ class ProxyFactory:
     proxies: list[Proxy] = field(default_factory=list)
 
     def make_map(self, pool: dict | None = None, auth: dict | None = None, tls: dict | None = None,
-                 mutate=None) -> dict:
+                 mutate=None, replicas: bool = False) -> dict:
+        """The test cluster's map with these sections. Without `replicas=True` the replicas are left out, so
+        that every statement runs on a primary: the protocol and pooling tests check what s0's primary sees
+        (tables they create directly there are read through the proxy at once, without replication lag)."""
         m = copy.deepcopy(self.env.base_map)
+        if not replicas:
+            for shard in m["shards"]:
+                shard["replicas"] = []
         if pool is not None:
             m["pool"] = pool
         if auth is not None:
@@ -263,6 +269,7 @@ class ProxyFactory:
         return m
 
     def start(self, pool: dict | None = None, auth: dict | None = None, tls: dict | None = None, mutate=None,
+              replicas: bool = False,
               env: dict[str, str] | None = None, user: str = "postgres", password: str | None = None,
               wait: str = "login", timeout: float = 30.0) -> Proxy:
         """Writes a variant of the test cluster's map and starts `shardgate serve` with it.
@@ -271,7 +278,7 @@ class ProxyFactory:
         wait="listen": until the proxy answers a startup packet with any protocol message (for maps whose
         backend is meant to be unreachable).
         """
-        m = self.make_map(pool=pool, auth=auth, tls=tls, mutate=mutate)
+        m = self.make_map(pool=pool, auth=auth, tls=tls, mutate=mutate, replicas=replicas)
         n = len(self.proxies)
         map_path = self.tmp_path / f"shardmap-{n}.json"
         map_path.write_text(json.dumps(m, indent=2))

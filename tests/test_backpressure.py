@@ -74,10 +74,6 @@ def test_slow_client_does_not_make_the_proxy_buffer_the_result(proxy_factory):
     conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: large client messages crawl through the proxy: a COPY FROM STDIN sent "
-                   "as 1 MiB CopyData messages moves at a few MB/s (perf: page faults and memmove while the partial "
-                   "message accumulates in ClientChannelHandler.inbound), so the 200 MiB here does not finish. "
-                   "Fix: pass CopyData through as it streams in, like backend output is relayed.")
 def test_slow_backend_does_not_make_the_proxy_buffer_client_data(proxy_factory, direct):
     """The other direction: while the backend does not read (its COPY waits for a lock), the proxy stops
     reading from the client instead of buffering what the client sends."""

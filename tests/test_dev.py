@@ -37,7 +37,10 @@ def test_dev_starts_a_two_shard_cluster_with_replicas_and_stops_it_on_ctrl_c(sg_
                    message="shardgate dev to listen")
         assert proc.poll() is None, (tmp_path / "dev.log").read_text()
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{LISTEN_PORT}/app", autocommit=True) as conn:
-            assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (BASE_PORT, False)
+            # A table-less read runs on shard s0's replica; a transaction on its primary.
+            assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (BASE_PORT + 1, True)
+            with conn.transaction():
+                assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (BASE_PORT, False)
         # Each shard is a primary with a streaming replica.
         for shard in range(2):
             primary = BASE_PORT + 2 * shard

@@ -293,26 +293,28 @@ UNREPORTED_SETTINGS = {
 
 
 @pytest.mark.parametrize("setting", sorted(UNREPORTED_SETTINGS))
-def test_unreported_settings_do_not_leak_between_clients(proxy_factory, setting):
-    """SET of a parameter PostgreSQL does not report pins the client's backend: no other client ever
-    runs on it, the client keeps its setting, and the backend is closed (not pooled) when it leaves."""
+def test_unreported_settings_follow_their_client_and_never_leak(proxy_factory, setting):
+    """SET of a parameter PostgreSQL does not report is replayed on every backend that serves its client
+    and reset before a backend serves another: on a pool of one backend, client A keeps its setting while
+    every other client, served by the same backend in between, sees the default."""
     statement, expr, mine, default = UNREPORTED_SETTINGS[setting]
-    # One event loop with two backends: once A pins one, every other client shares the other.
-    proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
+    proxy = proxy_factory.start(pool={"size": 1}, env={"SHARDGATE_THREADS": "1"})
     a = proxy.connect()
     bs = [proxy.connect() for _ in range(PEERS)]
     try:
-        before = backend_pid(a)
         a.execute(statement)
         a_pid = backend_pid(a)
-        assert a_pid == before, "the statement ran on one backend and the next on another"
-        b_pids = {backend_pid(b) for b in bs for _ in range(3)}
-        assert a_pid not in b_pids, "another client ran on the backend holding client A's setting"
-        seen = {b.execute(f"SELECT {expr}").fetchone()[0] for b in bs}
-        assert seen == {default}, f"after client A ran {statement!r}, other clients see {expr} = {seen}"
         for _ in range(3):
+            for b in bs:
+                assert b.execute(f"SELECT {expr}").fetchone() == (default,), f"after client A ran {statement!r}"
+                assert backend_pid(b) == a_pid, "one backend serves everyone"
             assert a.execute(f"SELECT {expr}").fetchone() == (mine,)
-            assert backend_pid(a) == a_pid
+        # Inside a transaction too, and after RESET the client is back to the default.
+        with a.transaction():
+            assert a.execute(f"SELECT {expr}").fetchone() == (mine,)
+        a.execute(f"RESET {setting.replace('_', ' ') if setting == 'session_authorization' else setting}")
+        assert a.execute(f"SELECT {expr}").fetchone() == (default,)
+        a.execute(statement)
     finally:
         a.close()
         for b in bs:
@@ -320,7 +322,27 @@ def test_unreported_settings_do_not_leak_between_clients(proxy_factory, setting)
     with proxy.connect() as later:  # a client that connects after A left
         for _ in range(PEERS):
             assert later.execute(f"SELECT {expr}").fetchone() == (default,)
-            assert backend_pid(later) != a_pid
+
+
+def test_a_setting_rolled_back_with_its_transaction_is_forgotten(proxy_factory):
+    """SET inside a transaction is undone by ROLLBACK (PostgreSQL's rule) and kept by COMMIT, on whatever
+    backend serves the client next."""
+    proxy = proxy_factory.start(pool={"size": 1}, env={"SHARDGATE_THREADS": "1"})
+    with proxy.connect() as a, proxy.connect() as b:
+        a.execute("BEGIN")
+        a.execute("SET search_path = pg_catalog")
+        a.execute("ROLLBACK")
+        b.execute("SELECT 1")
+        assert a.execute("SELECT current_setting('search_path')").fetchone() == ('"$user", public',)
+        a.execute("BEGIN")
+        a.execute("SET statement_timeout = 4242")
+        a.execute("COMMIT")
+        assert b.execute("SELECT current_setting('statement_timeout')").fetchone() == ("0",)
+        assert a.execute("SELECT current_setting('statement_timeout')").fetchone() == ("4242ms",)
+        # A SET that fails changes nothing.
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            a.execute("SET statement_timeout = 'soon'")
+        assert a.execute("SELECT current_setting('statement_timeout')").fetchone() == ("4242ms",)
 
 
 def test_temp_tables_and_advisory_locks_stay_with_their_client(proxy_factory):
@@ -349,25 +371,39 @@ def test_temp_tables_and_advisory_locks_stay_with_their_client(proxy_factory):
 
 
 def test_session_holding_state_is_closed_when_its_backend_dies(proxy_factory, direct):
-    """A pinned session cannot carry on on another backend without its state: it is closed, like a
-    direct connection whose server went away."""
+    """A pinned session (here: a temporary table lives on its backend) cannot carry on on another backend
+    without its state: it is closed, like a direct connection whose server went away."""
     proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
     a = proxy.connect()
     other = proxy.connect()
     try:
-        a.execute("SET search_path = pg_catalog")
+        a.execute("CREATE TEMP TABLE t_pinned (x int)")
         pid = backend_pid(a)
         direct.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(psycopg.OperationalError):
-            a.execute("SELECT current_setting('search_path')")
-        # Not just that statement: the session must not go on without its setting on a fresh backend.
+            a.execute("SELECT count(*) FROM t_pinned")
+        # Not just that statement: the session must not go on without its table on a fresh backend.
         with pytest.raises(psycopg.OperationalError):
-            got = a.execute("SELECT current_setting('search_path')").fetchone()
-            pytest.fail(f"the session went on without its state: search_path = {got}")
+            got = a.execute("SELECT 1").fetchone()
+            pytest.fail(f"the session went on without its state: {got}")
         assert other.execute("SELECT 1").fetchone() == (1,)
     finally:
         a.close()
         other.close()
+
+
+def test_settings_survive_the_loss_of_an_idle_backend(proxy_factory, direct):
+    """Settings are replayed, not pinned: when the backend that served a client dies between statements,
+    the next statement runs on a fresh backend with the client's settings."""
+    proxy = proxy_factory.start(pool={"size": 2}, env={"SHARDGATE_THREADS": "1"})
+    with proxy.connect() as a:
+        a.execute("SET search_path = pg_catalog")
+        pid = backend_pid(a)
+        direct.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: not direct.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchall(),
+                   timeout=10, message="the backend to exit")
+        assert a.execute("SELECT current_setting('search_path')").fetchone() == ("pg_catalog",)
+        assert backend_pid(a) != pid
 
 
 def test_checkout_timeout_gives_error_and_session_survives(proxy_factory):
@@ -388,7 +424,11 @@ def test_checkout_timeout_gives_error_and_session_survives(proxy_factory):
         for other in holders:
             if other not in [t[0] for t in timed_out]:
                 other.execute("COMMIT")
-        # The client that timed out is not broken.
+        # The error failed the client's transaction, as any error does in PostgreSQL; after ROLLBACK the
+        # client is not broken.
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            h.execute("SELECT 'in the failed transaction'")
+        h.execute("ROLLBACK")
         assert h.execute("SELECT 'ok'").fetchone() == ("ok",)
     finally:
         for x in holders:

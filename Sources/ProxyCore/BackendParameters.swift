@@ -7,6 +7,9 @@ public struct BackendParameters: Sendable, Equatable {
     /// Values that differ from `defaults`, including parameters the server never reports that the proxy
     /// set (those have no default entry).
     public private(set) var changed: [String: String] = [:]
+    /// Settings PostgreSQL does not report that a session's SET statements made here, by name (see
+    /// `SessionSettings`): what the next session must reset or may reuse.
+    public var replayed: [String: String] = [:]
 
     public init(defaults: [String: String]) {
         self.defaults = defaults

@@ -42,5 +42,18 @@ public enum ProxyErrors {
               hint: "Reconnect and prepare or set them again.")
     }
 
+    public static func warning(_ sqlState: String, _ message: String) -> ErrorNoticeFields {
+        ErrorNoticeFields(severity: "WARNING", sqlState: sqlState, message: message)
+    }
+
+    /// A shape ShardGate cannot run exactly (SQLSTATE 0A000), worded as RouteError words it.
+    public static func unsupported(_ what: String, hint: String? = nil) -> ErrorNoticeFields {
+        error("0A000", "ShardGate does not support \(what)", hint: hint)
+    }
+
+    /// What PostgreSQL answers in a failed transaction until it ends.
+    public static let transactionAborted = error(
+        "25P02", "current transaction is aborted, commands ignored until end of transaction block")
+
     public static let shuttingDown = fatal("57P01", "terminating connection because ShardGate is shutting down")
 }

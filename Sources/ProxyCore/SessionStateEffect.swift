@@ -18,37 +18,6 @@ public enum SessionStateEffect {
     /// Statement types (libpg_query node names) whose effect outlives the transaction.
     static let sessionUtilities: Set<String> = ["DiscardStmt", "ListenStmt", "PrepareStmt", "LoadStmt"]
 
-    /// A cheap necessary condition: SQL that changes session state contains one of these words (every
-    /// statement above has one: SET, RESET, set_config, DISCARD, LISTEN, PREPARE, LOAD, TEMP/TEMPORARY,
-    /// HOLD, advisory). Text without any of them needs no parsing for this question.
-    public static func mayChangeSessionState(_ sql: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard sql.count >= 3 else { return false }
-        for index in 0..<(sql.count - 2) {
-            let c = sql[index] | 0x20   // ASCII lower case; harmless for other bytes
-            if c == UInt8(ascii: "s"), sql[index + 1] | 0x20 == UInt8(ascii: "e"), sql[index + 2] | 0x20 == UInt8(ascii: "t") {
-                return true
-            }
-            if c == UInt8(ascii: "d") || c == UInt8(ascii: "l") || c == UInt8(ascii: "p") || c == UInt8(ascii: "t")
-                || c == UInt8(ascii: "h") || c == UInt8(ascii: "a") {
-                for word in Self.otherWords where Self.matches(word, in: sql, at: index) {
-                    return true
-                }
-            }
-        }
-        return false
-    }
-
-    private static let otherWords: [[UInt8]] = ["discard", "listen", "prepare", "load", "temp", "hold", "advisory"]
-        .map { Array($0.utf8) }
-
-    private static func matches(_ word: [UInt8], in sql: UnsafeBufferPointer<UInt8>, at index: Int) -> Bool {
-        guard index + word.count <= sql.count else { return false }
-        for offset in 0..<word.count where sql[index + offset] | 0x20 != word[offset] {
-            return false
-        }
-        return true
-    }
-
     /// True when `analysis` changes session state that must stay on its backend.
     public static func pinsBackend(_ analysis: SQLAnalysis) -> Bool {
         analysis.statements.contains { statement in

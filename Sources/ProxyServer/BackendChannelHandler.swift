@@ -30,6 +30,8 @@ final class BackendChannelHandler: ChannelDuplexHandler {
     var onClose: ((BackendConnection) -> Void)?
     /// A read the client side held back because it could not take more bytes.
     private var readPending = false
+    /// The session asked not to read for now (its combined answer is ahead of another shard's).
+    private var paused = false
 
     init(server: BackendServer, limits: PGWireLimits, ready: EventLoopPromise<BackendConnection>, logger: Logger) {
         self.server = server
@@ -56,7 +58,7 @@ final class BackendChannelHandler: ChannelDuplexHandler {
         let bytes = self.unwrapInboundIn(data)
         switch self.state {
         case .attached(let client):
-            client.backendBytesReceived(bytes)
+            client.backendBytesReceived(bytes, from: self.connection!)
         case .starting(var machine, let pending):
             var buffer = bytes
             if var pending {
@@ -115,7 +117,9 @@ final class BackendChannelHandler: ChannelDuplexHandler {
         case .starting:
             self.failStartup(context: context, reason: "the server closed the connection during startup")
         case .attached(let client):
-            client.backendLost(reason: "the server closed the connection")
+            if let connection = self.connection {
+                client.backendLost(connection, reason: "the server closed the connection")
+            }
         case .idle, .closed:
             break
         }
@@ -137,10 +141,17 @@ final class BackendChannelHandler: ChannelDuplexHandler {
         self.state = .attached(client)
     }
 
+    /// Whether the connection is leased by `client` now.
+    func isAttached(to client: ClientChannelHandler) -> Bool {
+        if case .attached(let current) = self.state { return current === client }
+        return false
+    }
+
     func detach() {
         if case .attached = self.state {
             self.state = .idle
         }
+        self.paused = false
         if self.readPending {
             self.readPending = false
             self.context?.read()
@@ -165,7 +176,7 @@ final class BackendChannelHandler: ChannelDuplexHandler {
     // MARK: backpressure
 
     func read(context: ChannelHandlerContext) {
-        if case .attached(let client) = self.state, !client.isClientWritable {
+        if case .attached(let client) = self.state, self.paused || !client.isClientWritable {
             self.readPending = true
             return
         }
@@ -174,9 +185,19 @@ final class BackendChannelHandler: ChannelDuplexHandler {
 
     /// The client can take more bytes again.
     func resumeReading() {
-        guard self.readPending, let context = self.context else { return }
+        guard self.readPending, !self.paused, let context = self.context else { return }
         self.readPending = false
         context.read()
+    }
+
+    /// Stops reading until `unpause()` (reads already in flight are still delivered).
+    func pause() {
+        self.paused = true
+    }
+
+    func unpause() {
+        self.paused = false
+        self.resumeReading()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -9,11 +9,17 @@ final class BackendConnection {
     let server: BackendServer
     let channel: any Channel
     let handler: BackendChannelHandler
-    /// Parameter values: the server's defaults and what differs now (from ParameterStatus seen while
-    /// relaying, and from what the proxy set to match a client).
-    var parameters: BackendParameters
+    /// Session state of the connection (parameters, prepared statements), kept across leases.
+    let state: BackendState
     /// The server's process ID and secret, for forwarding a client's CancelRequest.
     let key: BackendKey?
+    /// The lease of the session using it (set while leased).
+    var leaseID = 0
+    /// Relay state while leased: bytes of a message being passed through before it has fully arrived, the
+    /// start of a message that must be complete to be looked at, and whether rows may be relayed unasked.
+    var relayPassThrough = 0
+    var relayPartial: ByteBuffer?
+    var relayRows = false
     /// The pool this connection belongs to (set when the pool adopts it). Pools live as long as their
     /// event loop, so they always outlive their connections.
     unowned(unsafe) var pool: BackendPool!
@@ -22,11 +28,18 @@ final class BackendConnection {
         self.server = server
         self.channel = channel
         self.handler = handler
-        self.parameters = BackendParameters(defaults: parameters)
+        self.state = BackendState(server: "\(server)", parameters: BackendParameters(defaults: parameters))
         self.key = key
     }
 
     var id: ObjectIdentifier { ObjectIdentifier(self) }
+
+    /// Forgets the relay state of the last lease.
+    func resetRelay() {
+        self.relayPassThrough = 0
+        self.relayPartial = nil
+        self.relayRows = false
+    }
 
     /// Opens, authenticates and readies a connection on `eventLoop`.
     static func connect(to server: BackendServer, on eventLoop: any EventLoop, limits: PGWireLimits, logger: Logger) -> EventLoopFuture<BackendConnection> {

@@ -3,19 +3,25 @@ import NIOCore
 import PGWire
 import ProxyCore
 
-/// Something that waits for a backend connection from a pool.
+/// Something that waits for backend connections from pools; `lease` tells its requests apart.
 protocol BackendLeaser: AnyObject {
-    func backendLeased(_ connection: BackendConnection)
-    func backendUnavailable(_ error: ErrorNoticeFields)
+    func backendLeased(_ connection: BackendConnection, lease: Int)
+    func backendUnavailable(_ error: ErrorNoticeFields, lease: Int)
+}
+
+/// One lease request: the leaser and its lease number.
+struct PoolWaiter: Hashable {
+    var leaser: ObjectIdentifier
+    var lease: Int
 }
 
 /// The connections to one backend server owned by one event loop. Everything here runs on that loop.
 final class BackendPool {
     let server: BackendServer
     let eventLoop: any EventLoop
-    private var machine: PoolStateMachine<ObjectIdentifier, ObjectIdentifier>
+    private var machine: PoolStateMachine<ObjectIdentifier, PoolWaiter>
     private var connections: [ObjectIdentifier: BackendConnection] = [:]
-    private var waiters: [ObjectIdentifier: any BackendLeaser] = [:]
+    private var waiters: [PoolWaiter: any BackendLeaser] = [:]
     private let limits: PGWireLimits
     private let logger: Logger
     private var reaper: Scheduled<Void>?
@@ -35,15 +41,15 @@ final class BackendPool {
         self.scheduleReaper()
     }
 
-    func lease(for leaser: any BackendLeaser) {
-        let id = ObjectIdentifier(leaser)
+    func lease(for leaser: any BackendLeaser, lease: Int) {
+        let id = PoolWaiter(leaser: ObjectIdentifier(leaser), lease: lease)
         guard !self.closed else {
-            leaser.backendUnavailable(ProxyErrors.shuttingDown)
+            leaser.backendUnavailable(ProxyErrors.shuttingDown, lease: lease)
             return
         }
         switch self.machine.lease(for: id, now: .now()) {
         case .use(let connectionID):
-            leaser.backendLeased(self.connections[connectionID]!)
+            leaser.backendLeased(self.connections[connectionID]!, lease: lease)
         case .queueAndConnect(let deadline):
             self.waiters[id] = leaser
             self.scheduleExpiry(at: deadline)
@@ -54,8 +60,8 @@ final class BackendPool {
         }
     }
 
-    func cancelLease(for leaser: any BackendLeaser) {
-        let id = ObjectIdentifier(leaser)
+    func cancelLease(for leaser: any BackendLeaser, lease: Int) {
+        let id = PoolWaiter(leaser: ObjectIdentifier(leaser), lease: lease)
         self.machine.cancel(id)
         self.waiters[id] = nil
     }
@@ -83,19 +89,19 @@ final class BackendPool {
         for id in self.machine.drainIdle() {
             self.connections[id]?.channel.close(promise: nil)
         }
-        for (_, waiter) in self.waiters {
-            waiter.backendUnavailable(ProxyErrors.shuttingDown)
+        for (id, waiter) in self.waiters {
+            waiter.backendUnavailable(ProxyErrors.shuttingDown, lease: id.lease)
         }
         self.waiters.removeAll()
     }
 
-    private func handOff(_ handOff: PoolStateMachine<ObjectIdentifier, ObjectIdentifier>.HandOff, _ connection: BackendConnection) {
+    private func handOff(_ handOff: PoolStateMachine<ObjectIdentifier, PoolWaiter>.HandOff, _ connection: BackendConnection) {
         switch handOff {
         case .parked:
             break
         case .lease(_, let waiterID):
             let waiter = self.waiters.removeValue(forKey: waiterID)!
-            waiter.backendLeased(connection)
+            waiter.backendLeased(connection, lease: waiterID.lease)
         }
     }
 
@@ -118,7 +124,8 @@ final class BackendPool {
                     let (failed, retry) = self.machine.connectFailed()
                     if let failed, let waiter = self.waiters.removeValue(forKey: failed) {
                         let reason = (error as? BackendConnectError)?.reason ?? "\(error)"
-                        waiter.backendUnavailable(ProxyErrors.backendUnavailable("\(self.server)", reason: reason))
+                        waiter.backendUnavailable(ProxyErrors.backendUnavailable("\(self.server)", reason: reason),
+                                                  lease: failed.lease)
                     }
                     if retry { self.openConnection() }
                 }
@@ -146,7 +153,8 @@ final class BackendPool {
         self.expiryTimer = nil
         let waitedMs = Int(self.machine.checkoutTimeout.nanoseconds / 1_000_000)
         for id in self.machine.expireWaiters(now: .now()) {
-            self.waiters.removeValue(forKey: id)?.backendUnavailable(ProxyErrors.poolTimeout("\(self.server)", waitedMs: waitedMs))
+            self.waiters.removeValue(forKey: id)?.backendUnavailable(ProxyErrors.poolTimeout("\(self.server)", waitedMs: waitedMs),
+                                                                    lease: id.lease)
         }
         if let next = self.machine.earliestWaiterDeadline {
             self.scheduleExpiry(at: next)

@@ -3,26 +3,31 @@ import PGWire
 import ProxyCore
 
 extension ClientChannelHandler {
-    /// Bytes from the attached backend. Messages are forwarded as slices of `incoming`, never re-encoded;
-    /// only ReadyForQuery and ParameterStatus (and all output of internal statements) are looked into.
-    /// A message that is not looked into is passed on before it has fully arrived, so a huge row is never
-    /// held in memory whole.
-    func backendBytesReceived(_ incoming: ByteBuffer) {
+    /// Bytes from a leased backend. Messages the client gets are forwarded as slices of `incoming`, never
+    /// re-encoded; the engine is asked about every message but rows (DataRow, CopyData) of an answer it
+    /// relays, and those are passed on before they have fully arrived, so a huge row is never held in
+    /// memory whole.
+    func backendBytesReceived(_ incoming: ByteBuffer, from connection: BackendConnection) {
         guard let context = self.clientContext else { return }
+        if connection === self.loginBackend {
+            self.loginBytesReceived(incoming, from: connection)
+            return
+        }
+        guard self.engine != nil else { return }
         var buffer = incoming
-        if self.relayPassThrough > 0 {
-            let count = min(self.relayPassThrough, buffer.readableBytes)
+        if connection.relayPassThrough > 0 {
+            let count = min(connection.relayPassThrough, buffer.readableBytes)
             context.write(self.wrapOutboundOut(buffer.readSlice(length: count)!), promise: nil)
             self.clientFlushPending = true
-            self.relayPassThrough -= count
+            connection.relayPassThrough -= count
             if buffer.readableBytes == 0 { return }
         }
-        if var partial = self.relayPartial {
+        if var partial = connection.relayPartial {
+            connection.relayPartial = nil
             partial.writeImmutableBuffer(buffer)
             buffer = partial
-            self.relayPartial = nil
         }
-
+        let lease = connection.leaseID
         // `buffer` advances as messages are scanned; `whole` keeps every scanned byte addressable for slicing.
         let whole = buffer
         var forwardFrom = buffer.readerIndex
@@ -31,69 +36,52 @@ extension ClientChannelHandler {
             let id: UInt8 = buffer.getInteger(at: start)!
             let length = Int(buffer.getInteger(at: start + 1, as: Int32.self)!)
             guard length >= 4 else {
-                self.backendProtocolViolation("invalid message length \(length)")
+                self.backendProtocolViolation(connection, "invalid message length \(length)")
                 return
             }
             let total = length + 1
-            let swallowing = self.isSwallowingBackendOutput
-            let inspect = swallowing || id == BackendMessageID.readyForQuery.rawValue || id == BackendMessageID.parameterStatus.rawValue
-            guard buffer.readableBytes >= total else {
-                if !inspect {
-                    // Pass the incomplete message on as it streams in.
+            if connection.relayRows, id == BackendMessageID.dataRow.rawValue || id == BackendMessageID.copyData.rawValue {
+                guard buffer.readableBytes >= total else {
+                    // Pass the incomplete row on as it streams in.
                     buffer.moveReaderIndex(to: buffer.writerIndex)
-                    self.relayPassThrough = total - (buffer.writerIndex - start)
+                    connection.relayPassThrough = total - (buffer.writerIndex - start)
+                    break
                 }
-                break
-            }
-            guard inspect else {
                 buffer.moveReaderIndex(forwardBy: total)
                 continue
             }
-            if swallowing {
-                // Relay what came before, drop this message.
+            guard buffer.readableBytes >= total else { break }
+            let payload = buffer.getSlice(at: start + 5, length: length - 4)!
+            buffer.moveReaderIndex(forwardBy: total)
+            let step = self.engine!.backendMessage(lease, type: id, payload: payload, context: &self.loop.routing)
+            connection.relayRows = step.relayRows
+            if step.disposition != .relay {
+                // Relay what came before; this message is not the client's (or the engine answers for it).
                 if start > forwardFrom {
                     context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: start - forwardFrom)!), promise: nil)
                     self.clientFlushPending = true
                 }
-                forwardFrom = start + total
+                forwardFrom = buffer.readerIndex
             }
-            let payload = buffer.getSlice(at: start + 5, length: length - 4)!
-            buffer.moveReaderIndex(forwardBy: total)
-            switch id {
-            case BackendMessageID.readyForQuery.rawValue:
-                guard let byte = payload.getInteger(at: payload.readerIndex, as: UInt8.self),
-                      let status = BackendMessage.TransactionStatus(rawValue: byte)
-                else {
-                    self.backendProtocolViolation("malformed ReadyForQuery")
-                    return
-                }
-                if !swallowing {
-                    // Deliver everything up to and including this ReadyForQuery before the backend may go back to the pool.
-                    context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: buffer.readerIndex - forwardFrom)!), promise: nil)
+            let readyForQuery = id == BackendMessageID.readyForQuery.rawValue
+            if readyForQuery || self.engine?.hasActions == true {
+                // Deliver everything up to here before what the engine does next (its answers, a release).
+                if buffer.readerIndex > forwardFrom {
+                    context.write(self.wrapOutboundOut(whole.getSlice(at: forwardFrom, length: buffer.readerIndex - forwardFrom)!),
+                                  promise: nil)
+                    self.clientFlushPending = true
                     forwardFrom = buffer.readerIndex
-                    context.flush()
-                    self.clientFlushPending = false
                 }
-                self.readyForQueryFromBackend(status)
-                if !self.hasAttachedBackend {
-                    if buffer.readableBytes > 0 {
-                        self.logger.debug("backend sent data after its final ReadyForQuery; dropped",
-                                          metadata: ["bytes": "\(buffer.readableBytes)"])
-                    }
-                    return
+                self.performEngineActions()
+                if readyForQuery { self.flushClient() }
+            }
+            guard connection.handler.isAttached(to: self) else {
+                if buffer.readableBytes > 0 {
+                    self.logger.debug("backend sent data after its lease ended; dropped",
+                                      metadata: ["bytes": "\(buffer.readableBytes)"])
                 }
-            case BackendMessageID.parameterStatus.rawValue:
-                var payload = payload
-                if let name = payload.readNullTerminatedString(), let value = payload.readNullTerminatedString() {
-                    self.parameterStatusFromBackend(name: name, value: value)
-                }
-            case BackendMessageID.errorResponse.rawValue:
-                var payload = payload
-                if let fields = try? ErrorNoticeFields.decode(from: &payload, message: "ErrorResponse") {
-                    self.internalStatementFailed(fields)
-                }
-            default:
-                break
+                self.flushBackends()
+                return
             }
         }
         if buffer.readerIndex > forwardFrom {
@@ -101,15 +89,41 @@ extension ClientChannelHandler {
             self.clientFlushPending = true
         }
         if buffer.readableBytes > 0 {
-            self.relayPartial = buffer.slice()
+            connection.relayPartial = buffer.slice()
         }
+        self.flushBackends()
     }
 
-    /// The backend's read burst ended: push what was relayed to the client.
+    /// A backend's read burst ended: push what was relayed to the client.
     func backendReadComplete() {
-        // Usually the ReadyForQuery that ended the burst flushed already; a flush costs a pipeline walk.
-        guard self.clientFlushPending else { return }
-        self.clientFlushPending = false
-        self.clientContext?.flush()
+        self.flushBackends()
+        self.flushClient()
+    }
+
+    /// The backend sent bytes that are not protocol 3.0; it cannot be trusted any more.
+    func backendProtocolViolation(_ connection: BackendConnection, _ reason: String) {
+        self.logger.warning("backend protocol violation; closing it", metadata: ["reason": "\(reason)"])
+        connection.channel.close(promise: nil)
+    }
+
+    /// A leased backend's connection closed.
+    func backendLost(_ connection: BackendConnection, reason: String) {
+        guard let context = self.clientContext else { return }
+        if connection === self.loginBackend {
+            self.loginBackend = nil
+            connection.resetRelay()
+            self.perform(self.machine.backendLost(server: "\(connection.server)", reason: reason), context: context)
+            return
+        }
+        guard self.engine != nil, self.leases.contains(where: { $0.connection === connection }) else { return }
+        let midMessage = connection.relayPassThrough > 0
+        if midMessage {
+            self.logger.info("backend lost in the middle of a message; closing the client", metadata: ["reason": "\(reason)"])
+        }
+        self.engine!.backendLost(connection.leaseID, server: "\(connection.server)", reason: reason, midMessage: midMessage,
+                                 context: &self.loop.routing)
+        self.performEngineActions()
+        self.flushBackends()
+        self.flushClient()
     }
 }

@@ -6,48 +6,62 @@ import PGWire
 import ProxyCore
 import SQLRouting
 
-/// One client connection. Performs what `ClientSessionStateMachine` decides and relays bytes between the
-/// client and the backend it leases; both channels live on the same event loop.
+/// One client connection. Performs what `ClientSessionStateMachine` (startup, authentication, login) and
+/// then `SessionEngine` (routing, transactions, combining) decide, and relays bytes between the client and
+/// the backends it leases; all of them live on the same event loop.
 ///
 /// A duplex handler, not an inbound one: only outbound handlers see the channel's `read` event, and
-/// intercepting it is how reading from the client pauses while the backend cannot take more bytes.
+/// intercepting it is how reading from the client pauses while a backend cannot take more bytes.
 final class ClientChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private var machine: ClientSessionStateMachine
-    private let loop: LoopContext
-    private(set) var logger: Logger
+    var machine: ClientSessionStateMachine
+    /// Set once the login is done.
+    var engine: SessionEngine?
+    let loop: LoopContext
+    var logger: Logger
     private(set) var clientContext: ChannelHandlerContext?
-    private var backend: BackendConnection?
-    private var cancelKey: BackendKey?
+    /// The backend of the login, until it is done.
+    var loginBackend: BackendConnection?
+    /// Leased backends by lease id (a handful at most).
+    var leases: [(id: Int, connection: BackendConnection)] = []
+    /// Lease requests in flight, with the pool asked.
+    var acquiring: [(id: Int, pool: BackendPool)] = []
+    var cancelKey: BackendKey?
     private var decoder: ClientFrameDecoder
     /// The start of a client message that has not fully arrived.
     private var inbound: ByteBuffer?
-    /// Whether anything was written to the backend in this read burst (flushed at its end).
-    private var backendWritePending = false
-    /// Bytes of a backend message that is being passed through without being complete in memory.
-    var relayPassThrough = 0
-    /// The start of a backend message that must be inspected but has not fully arrived.
-    var relayPartial: ByteBuffer?
-    /// Relayed bytes written to the client but not flushed yet.
+    /// Backends written to since the last flush.
+    var backendsToFlush: [BackendConnection] = []
+    /// Bytes written to the client but not flushed yet.
     var clientFlushPending = false
-    /// A client read held back because the backend could not take more bytes.
+    /// A client read held back because a backend could not take more bytes.
     private var readPending = false
+    /// While a client read is processed: its buffer, the frame being processed, and the run of frames to
+    /// be forwarded to one lease as one slice.
+    private var readBuffer: ByteBuffer?
+    private var currentFrame = 0..<0
+    private var forwardLease: Int?
+    private var forwardRange = 0..<0
 
-    /// The pool statements go to (until shard-key routing: the first shard's primary).
-    private let pool: BackendPool
+    /// Keep at most this much in memory up front for a client message still arriving (it may grow past it).
+    static let inboundReserve = 16 << 20
 
     init(loop: LoopContext, logger: Logger) {
         self.loop = loop
-        self.pool = loop.pool(for: loop.shared.defaultServer)
         self.logger = logger
         self.machine = ClientSessionStateMachine(tlsAvailable: loop.shared.tls != nil)
         self.decoder = ClientFrameDecoder(limits: loop.shared.limits)
     }
 
     var isClientWritable: Bool { self.clientContext?.channel.isWritable ?? false }
+
+    func connection(_ id: Int) -> BackendConnection? {
+        for lease in self.leases where lease.id == id { return lease.connection }
+        return nil
+    }
 
     // MARK: channel events
 
@@ -56,97 +70,91 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         self.loop.clientOpened(self)
     }
 
-    /// Decodes what the client sent and runs each packet through the state machine. Consecutive frames
-    /// for the attached backend are written to it as one slice of the received buffer, without copying.
+    /// Decodes what the client sent and hands each message to the login machine or the session engine.
+    /// Consecutive frames for one backend are written to it as one slice of the received buffer.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = self.unwrapInboundIn(data)
         if var pending = self.inbound {
+            // Take the partial message out first, so that appending does not copy it (it was sized for
+            // the whole message when kept).
+            self.inbound = nil
             pending.writeImmutableBuffer(buffer)
             buffer = pending
-            self.inbound = nil
         }
-        // `buffer` advances; `whole` keeps the consumed bytes addressable for forwarding.
-        let whole = buffer
-        var forward = 0..<0
+        self.readBuffer = buffer
+        defer { self.readBuffer = nil }
         while self.clientContext != nil {
             let start = buffer.readerIndex
             let inbound: ClientInbound?
             do {
                 inbound = try self.decoder.decode(buffer: &buffer)
             } catch {
-                self.forwardToBackend(whole, forward)
+                self.flushForward()
                 self.protocolError(error, context: context)
                 return
             }
             guard let inbound else { break }
-            let action: ClientSessionStateMachine.Action
             switch inbound {
             case .startup(let packet):
                 if case .startup(let message) = packet {
                     self.negotiateProtocolVersion(message, context: context)
                 }
-                action = self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
-                                                            databaseName: self.loop.shared.databaseName)
+                self.perform(self.machine.startupPacketReceived(packet, settings: self.loop.shared.auth,
+                                                                databaseName: self.loop.shared.databaseName),
+                             context: context)
             case .frame(let frame):
-                action = self.machine.clientFrameReceived(frame, changesSessionState: self.changesSessionState(frame))
-            }
-            if case .forward = action {
-                if forward.upperBound != start {
-                    self.forwardToBackend(whole, forward)
-                    forward = start..<start
+                if self.engine != nil {
+                    self.currentFrame = start..<buffer.readerIndex
+                    self.engine!.clientFrame(frame, context: &self.loop.routing)
+                    self.performEngineActions()
+                } else {
+                    self.perform(self.machine.clientFrameReceived(frame), context: context)
                 }
-                forward = forward.lowerBound..<buffer.readerIndex
-                continue
             }
-            self.forwardToBackend(whole, forward)
-            forward = 0..<0
-            self.perform(action, context: context)
         }
-        self.forwardToBackend(whole, forward)
+        self.flushForward()
         if buffer.readableBytes > 0, self.clientContext != nil {
-            self.inbound = buffer
+            self.keepPartial(buffer, allocator: context.channel.allocator)
         }
     }
 
-    /// Whether the SQL of a Query or Parse changes session state that must stay on its backend. Most SQL is
-    /// ruled out by a byte scan; the rest is parsed (through the loop's cache of analyses).
-    private func changesSessionState(_ frame: PGFrame) -> Bool {
-        guard !self.machine.holdsSessionState else { return false }
-        var payload = frame.payload
-        switch frame.id {
-        case FrontendMessageID.query.rawValue:
-            break
-        case FrontendMessageID.parse.rawValue:
-            // Skip the statement name without building a String for it.
-            guard let nul = payload.readableBytesView.firstIndex(of: 0) else { return false }
-            payload.moveReaderIndex(to: nul + 1)
-        default:
-            return false
+    /// Keeps the start of a message that has not fully arrived in a buffer of its own, sized for the
+    /// whole message (up to `inboundReserve`), so that the rest is appended without copying it again.
+    private func keepPartial(_ buffer: ByteBuffer, allocator: ByteBufferAllocator) {
+        var wanted = buffer.readableBytes
+        if buffer.readableBytes >= 5, let length: Int32 = buffer.getInteger(at: buffer.readerIndex + 1), length > 0 {
+            wanted = max(wanted, min(Int(length) + 1, Self.inboundReserve))
         }
-        let candidate = payload.withUnsafeReadableBytes { raw in
-            SessionStateEffect.mayChangeSessionState(raw.bindMemory(to: UInt8.self))
-        }
-        guard candidate, let sql = payload.readNullTerminatedString() else { return false }
-        // SQL that does not parse changes nothing: PostgreSQL will refuse it too.
-        guard let analysis = try? self.loop.router.analyze(sql) else { return false }
-        return SessionStateEffect.pinsBackend(analysis)
-    }
-
-    private func forwardToBackend(_ whole: ByteBuffer, _ range: Range<Int>) {
-        guard !range.isEmpty, let backend = self.backend else { return }
-        backend.handler.write(whole.getSlice(at: range.lowerBound, length: range.count)!)
-        self.backendWritePending = true
+        var kept = allocator.buffer(capacity: wanted)
+        kept.writeImmutableBuffer(buffer)
+        self.inbound = kept
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if self.backendWritePending {
-            self.backendWritePending = false
-            self.backend?.handler.flush()
-        }
+        self.flushBackends()
+        self.flushClient()
+    }
+
+    func flushBackends() {
+        guard !self.backendsToFlush.isEmpty else { return }
+        for connection in self.backendsToFlush { connection.handler.flush() }
+        self.backendsToFlush.removeAll(keepingCapacity: true)
+    }
+
+    func flushClient() {
+        guard self.clientFlushPending else { return }
+        self.clientFlushPending = false
+        self.clientContext?.flush()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.dispose(self.machine.clientClosed())
+        if self.engine != nil {
+            self.engine!.clientClosed(context: &self.loop.routing)
+            self.performEngineActions()
+        }
+        self.disposeLogin(self.machine.clientClosed())
+        for (id, pool) in self.acquiring { pool.cancelLease(for: self, lease: id) }
+        self.acquiring.removeAll()
         if let key = self.cancelKey {
             self.loop.shared.cancelRegistry.unregister(key)
             self.cancelKey = nil
@@ -160,9 +168,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    /// The client broke the protocol: FATAL 08P01 and close, as PostgreSQL does.
+    /// The client broke the protocol: FATAL 08P01 and close, as PostgreSQL does. No backend it used goes
+    /// back to a pool (its state is unknown).
     private func protocolError(_ error: PGWireError, context: ChannelHandlerContext) {
         self.logger.debug("closing client after protocol error", metadata: ["error": "\(error)"])
+        for (_, connection) in self.leases { connection.pool.discard(connection) }
+        self.leases.removeAll()
+        self.engine = nil
         let disposition = self.machine.clientClosed()
         self.perform(.closeClient(ProxyErrors.protocolViolation("invalid message from client: \(error)"),
                                   backend: disposition == .release ? .close : disposition), context: context)
@@ -170,7 +182,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
-            self.backend?.handler.resumeReading()
+            for (_, connection) in self.leases { connection.handler.resumeReading() }
+            self.loginBackend?.handler.resumeReading()
         }
         context.fireChannelWritabilityChanged()
     }
@@ -186,10 +199,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         context.write(self.wrapOutboundOut(out), promise: nil)
     }
 
-    // MARK: backpressure toward the backend
+    // MARK: backpressure toward the backends
 
     func read(context: ChannelHandlerContext) {
-        if let backend = self.backend, !backend.channel.isWritable {
+        if self.leases.contains(where: { !$0.connection.channel.isWritable }) {
             self.readPending = true
             return
         }
@@ -197,226 +210,150 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func backendBecameWritable() {
-        guard self.readPending, let context = self.clientContext else { return }
+        guard self.readPending, let context = self.clientContext,
+              !self.leases.contains(where: { !$0.connection.channel.isWritable }) else { return }
         self.readPending = false
         context.read()
     }
 
-    // MARK: actions
+    // MARK: engine actions
 
-    private func perform(_ action: ClientSessionStateMachine.Action, context: ChannelHandlerContext) {
+    func performEngineActions() {
+        while let action = self.engine?.nextAction() {
+            if case .forward(let id) = action {
+                if self.forwardLease == id, self.forwardRange.upperBound == self.currentFrame.lowerBound {
+                    self.forwardRange = self.forwardRange.lowerBound..<self.currentFrame.upperBound
+                } else {
+                    self.flushForward()
+                    self.forwardLease = id
+                    self.forwardRange = self.currentFrame
+                }
+                continue
+            }
+            self.flushForward()
+            self.perform(action)
+        }
+    }
+
+    /// Writes the run of forwarded client frames to its backend.
+    private func flushForward() {
+        guard let id = self.forwardLease else { return }
+        self.forwardLease = nil
+        guard let connection = self.connection(id), let buffer = self.readBuffer,
+              let slice = buffer.getSlice(at: self.forwardRange.lowerBound, length: self.forwardRange.count) else { return }
+        connection.handler.write(slice)
+        self.noteWritten(connection)
+    }
+
+    func noteWritten(_ connection: BackendConnection) {
+        if !self.backendsToFlush.contains(where: { $0 === connection }) {
+            self.backendsToFlush.append(connection)
+        }
+    }
+
+    private func perform(_ action: SessionEngine.Action) {
         switch action {
-        case .none:
-            break
-        case .answerSSLRequest(let accept):
-            var answer = context.channel.allocator.buffer(capacity: 1)
-            answer.writeInteger(UInt8(ascii: accept ? "S" : "N"))
-            context.writeAndFlush(self.wrapOutboundOut(answer), promise: nil)
-            if accept, let tls = self.loop.shared.tls {
-                // The 'S' is already on its way in clear text; everything after it is TLS.
-                do {
-                    try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
-                } catch {
-                    self.logger.info("could not start TLS", metadata: ["error": "\(error)"])
-                    context.close(promise: nil)
-                }
+        case .acquire(let id, let target):
+            let pool = self.loop.pool(for: target)
+            self.acquiring.append((id, pool))
+            pool.lease(for: self, lease: id)
+        case .cancelAcquire(let id):
+            if let index = self.acquiring.firstIndex(where: { $0.id == id }) {
+                self.acquiring[index].pool.cancelLease(for: self, lease: id)
+                self.acquiring.remove(at: index)
             }
-        case .refuseGSSEncryption:
-            var answer = context.channel.allocator.buffer(capacity: 1)
-            answer.writeInteger(UInt8(ascii: "N"))
-            context.writeAndFlush(self.wrapOutboundOut(answer), promise: nil)
-        case .forwardCancel(let key):
-            self.loop.shared.cancelRegistry.cancel(key)
-            context.close(promise: nil)
-        case .sendAuthentication(let requests, let acquire):
-            var out = context.channel.allocator.buffer(capacity: 64)
-            for request in requests {
-                BackendMessage.authentication(request).encode(into: &out)
-            }
-            context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
-            if acquire {
-                self.logger[metadataKey: "user"] = "\(self.machine.user)"
-                self.pool.lease(for: self)
-            }
-        case .acquireBackend:
-            self.pool.lease(for: self)
-        case .startBackend(let sync, let frames):
-            guard let backend = self.backend else { preconditionFailure("startBackend without a backend") }
-            var out = context.channel.allocator.buffer(capacity: 256)
-            if let sync {
-                FrontendMessage.query(sync).encode(into: &out)
-                self.machine.parameters.applySynchronization(to: &backend.parameters)
-            }
-            for frame in frames {
-                frame.write(into: &out)
-            }
-            backend.handler.writeAndFlush(out)
+        case .release(let id):
+            guard let connection = self.removeLease(id) else { return }
+            connection.pool.release(connection)
+        case .discard(let id):
+            guard let connection = self.removeLease(id) else { return }
+            connection.pool.discard(connection)
         case .forward:
-            // Handled in channelRead, where the frame's bytes are forwarded as a slice.
-            preconditionFailure("forward is performed by channelRead")
-        case .finishLogin:
-            guard let backend = self.backend else { preconditionFailure("finishLogin without a backend") }
-            let key = self.loop.shared.cancelRegistry.register(self, on: context.eventLoop)
-            self.cancelKey = key
-            var out = context.channel.allocator.buffer(capacity: 512)
-            // The parameters the server reports (its defaults' keys), with this session's values.
-            for name in backend.parameters.defaults.keys.sorted() {
-                BackendMessage.parameterStatus(name: name, value: backend.parameters[name] ?? "").encode(into: &out)
-            }
-            BackendMessage.backendKeyData(key).encode(into: &out)
-            BackendMessage.readyForQuery(.idle).encode(into: &out)
-            context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
-            self.releaseBackend()
-        case .releaseBackend:
-            self.releaseBackend()
-        case .send(let messages):
-            self.send(messages, context: context)
-        case .sendAndCloseBackend(let messages):
-            if !messages.isEmpty { self.send(messages, context: context) }
-            if let backend = self.backend {
-                self.backend = nil
-                self.resetRelay()
-                backend.pool.discard(backend)
-            }
-        case .closeClient(let error, let disposition):
-            self.inbound = nil
-            self.dispose(disposition)
-            if let error {
-                var out = context.channel.allocator.buffer(capacity: 128)
-                BackendMessage.errorResponse(error).encode(into: &out)
-                context.writeAndFlush(self.wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
-                    context.close(promise: nil)
-                }
-            } else {
-                context.close(promise: nil)
-            }
+            preconditionFailure("forward is performed by performEngineActions")
+        case .write(let id, let bytes):
+            guard let connection = self.connection(id) else { return }
+            connection.handler.write(bytes)
+            self.noteWritten(connection)
+        case .send(let bytes):
+            guard let context = self.clientContext else { return }
+            context.write(self.wrapOutboundOut(bytes), promise: nil)
+            self.clientFlushPending = true
+        case .pauseReading(let id):
+            self.connection(id)?.handler.pause()
+        case .resumeReading(let id):
+            self.connection(id)?.handler.unpause()
+        case .closeClient(let error):
+            self.closeClient(error)
         }
     }
 
-    private func send(_ messages: [BackendMessage], context: ChannelHandlerContext) {
-        var out = context.channel.allocator.buffer(capacity: 128)
-        for message in messages { message.encode(into: &out) }
-        context.writeAndFlush(self.wrapOutboundOut(out), promise: nil)
-    }
-
-    private func dispose(_ disposition: ClientSessionStateMachine.BackendDisposition) {
-        switch disposition {
-        case .none:
-            break
-        case .release:
-            self.releaseBackend()
-        case .close:
-            if let backend = self.backend {
-                self.backend = nil
-                self.resetRelay()
-                backend.pool.discard(backend)
-            }
-        case .cancelLease:
-            self.pool.cancelLease(for: self)
-        }
-    }
-
-    private func releaseBackend() {
-        guard let backend = self.backend else { return }
-        self.backend = nil
-        self.resetRelay()
-        backend.pool.release(backend)
-        if self.readPending, let context = self.clientContext {
+    private func removeLease(_ id: Int) -> BackendConnection? {
+        guard let index = self.leases.firstIndex(where: { $0.id == id }) else { return nil }
+        let connection = self.leases.remove(at: index).connection
+        connection.resetRelay()
+        if self.readPending, let context = self.clientContext,
+           !self.leases.contains(where: { !$0.connection.channel.isWritable }) {
             self.readPending = false
             context.read()
         }
+        return connection
     }
 
-    private func resetRelay() {
-        self.relayPartial = nil
-        self.relayPassThrough = 0
-    }
-
-    // MARK: backend events (called by the relay and the backend handler, on this event loop)
-
-    var isSwallowingBackendOutput: Bool { self.machine.isSwallowingBackendOutput }
-    var hasAttachedBackend: Bool { self.backend != nil }
-
-    func readyForQueryFromBackend(_ status: BackendMessage.TransactionStatus) {
+    func closeClient(_ error: ErrorNoticeFields?) {
         guard let context = self.clientContext else { return }
-        self.perform(self.machine.backendReadyForQuery(status), context: context)
-    }
-
-    func parameterStatusFromBackend(name: String, value: String) {
-        self.backend?.parameters.set(name, value)
-        self.machine.backendParameterStatus(name: name, value: value)
-    }
-
-    func internalStatementFailed(_ fields: ErrorNoticeFields) {
-        self.machine.internalStatementFailed(fields)
-    }
-
-    /// The backend sent bytes that are not protocol 3.0; it cannot be trusted any more.
-    func backendProtocolViolation(_ reason: String) {
-        self.logger.warning("backend protocol violation; closing it", metadata: ["reason": "\(reason)"])
-        self.backend?.channel.close(promise: nil)
-    }
-
-    /// The attached backend's connection closed.
-    func backendLost(reason: String) {
-        guard let backend = self.backend, let context = self.clientContext else { return }
-        let midMessage = self.relayPassThrough > 0
-        self.backend = nil
-        self.resetRelay()
-        let action = self.machine.backendLost(server: "\(backend.server)", reason: reason)
-        guard !midMessage else {
-            // Part of a message already reached the client; nothing valid can follow it on this stream.
-            self.logger.info("backend lost in the middle of a message; closing the client", metadata: ["reason": "\(reason)"])
-            _ = self.machine.clientClosed()
+        self.inbound = nil
+        self.flushBackends()
+        if let error {
+            var out = context.channel.allocator.buffer(capacity: 128)
+            BackendMessage.errorResponse(error).encode(into: &out)
+            context.writeAndFlush(self.wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            self.flushClient()
             context.close(promise: nil)
-            return
         }
-        self.perform(action, context: context)
     }
 
     // MARK: cancel and shutdown
 
-    /// A CancelRequest carrying this session's key arrived: pass it to the backend running its statement.
+    /// A CancelRequest carrying this session's key arrived: pass it to the backends running its statements.
     func cancelRunningStatement() {
-        guard let backend = self.backend, let key = backend.key, let eventLoop = self.clientContext?.eventLoop else { return }
-        let server = backend.server
-        self.logger.debug("forwarding cancel request", metadata: ["backend": "\(server)"])
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(5))
-            .connect(host: server.host, port: server.port)
-            .whenSuccess { channel in
-                var packet = channel.allocator.buffer(capacity: 16)
-                StartupPacket.cancel(key).encode(into: &packet)
-                channel.writeAndFlush(packet).whenComplete { _ in channel.close(promise: nil) }
-            }
+        guard let eventLoop = self.clientContext?.eventLoop else { return }
+        for (_, connection) in self.leases {
+            guard let key = connection.key else { continue }
+            let server = connection.server
+            self.logger.debug("forwarding cancel request", metadata: ["backend": "\(server)"])
+            ClientBootstrap(group: eventLoop)
+                .connectTimeout(.seconds(5))
+                .connect(host: server.host, port: server.port)
+                .whenSuccess { channel in
+                    var packet = channel.allocator.buffer(capacity: 16)
+                    StartupPacket.cancel(key).encode(into: &packet)
+                    channel.writeAndFlush(packet).whenComplete { _ in channel.close(promise: nil) }
+                }
+        }
     }
 
     func shutdown() {
         guard let context = self.clientContext else { return }
-        self.perform(self.machine.shutdown(), context: context)
+        if self.engine != nil {
+            self.engine!.shutdown(context: &self.loop.routing)
+            self.performEngineActions()
+            self.flushBackends()
+            self.flushClient()
+        } else {
+            self.perform(self.machine.shutdown(), context: context)
+        }
     }
 
     func forceClose() {
         guard let context = self.clientContext else { return }
-        self.perform(self.machine.forceClose(), context: context)
-    }
-}
-
-extension ClientChannelHandler: BackendLeaser {
-    func backendLeased(_ connection: BackendConnection) {
-        guard let context = self.clientContext else {
-            // The client is gone already.
-            connection.pool.release(connection)
-            return
+        if self.engine != nil {
+            self.engine!.forceClose(context: &self.loop.routing)
+            self.performEngineActions()
+        } else {
+            self.perform(self.machine.forceClose(), context: context)
         }
-        self.backend = connection
-        connection.handler.attach(to: self)
-        let sync = self.machine.parameters.synchronization(for: connection.parameters)
-        self.perform(self.machine.backendAttached(synchronization: sync), context: context)
-    }
-
-    func backendUnavailable(_ error: ErrorNoticeFields) {
-        guard let context = self.clientContext else { return }
-        self.perform(self.machine.backendUnavailable(error), context: context)
     }
 }

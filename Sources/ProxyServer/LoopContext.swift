@@ -13,8 +13,10 @@ struct SharedState: Sendable {
     var auth: ClientAuthSettings
     var tls: NIOSSLContext?
     var cancelRegistry: CancelRegistry
-    /// Where statements go until shard-key routing exists: the first shard's primary.
+    /// Where logins go: the first shard's primary.
     var defaultServer: BackendServer
+    /// `servers[shard][0]` is the shard's primary, `servers[shard][1 + i]` its replica `i`.
+    var servers: [[BackendServer]]
     var limits: PGWireLimits
     /// `pool.size`: backend connections per server in total, shared out over the event loops.
     var poolSize: Int
@@ -31,8 +33,8 @@ final class LoopContext {
     private var pools: [BackendServer: BackendPool] = [:]
     private var clients: [ObjectIdentifier: ClientChannelHandler] = [:]
     private var shuttingDown = false
-    /// This loop's SQL analyses (parse tree + cache), without locks.
-    var router: SQLRouter
+    /// This loop's routing state: map, SQL analysis cache, statement catalog, replica snapshot.
+    var routing: RoutingContext
 
     /// This loop's share of `pool.size`.
     let poolSize: Int
@@ -40,7 +42,7 @@ final class LoopContext {
     init(shared: SharedState, eventLoop: any EventLoop, poolSize: Int, logger: Logger) {
         self.shared = shared
         self.poolSize = poolSize
-        self.router = SQLRouter(map: shared.map)
+        self.routing = RoutingContext(map: shared.map, clock: { NIODeadline.now().uptimeNanoseconds })
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -52,6 +54,11 @@ final class LoopContext {
                                limits: self.shared.limits, logger: self.logger)
         self.pools[server] = pool
         return pool
+    }
+
+    /// The pool of a routing target.
+    func pool(for target: BackendTarget) -> BackendPool {
+        self.pool(for: self.shared.servers[target.shard][target.replica.map { $0 + 1 } ?? 0])
     }
 
     var clientCount: Int { self.clients.count }

@@ -87,6 +87,10 @@ public final class ProxyServer: Sendable {
             tls: tls,
             cancelRegistry: CancelRegistry(),
             defaultServer: BackendServer(shard: first.name, role: .primary, url: first.primary, environment: configuration.environment),
+            servers: map.shards.map { shard in
+                [BackendServer(shard: shard.name, role: .primary, url: shard.primary, environment: configuration.environment)]
+                    + shard.replicas.map { BackendServer(shard: shard.name, role: .replica, url: $0, environment: configuration.environment) }
+            },
             limits: configuration.limits,
             poolSize: map.pool.size,
             checkoutTimeout: .milliseconds(Int64(map.pool.checkoutTimeoutMs)),

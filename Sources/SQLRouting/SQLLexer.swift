@@ -154,7 +154,7 @@ enum SQLLexer {
 
     /// A string prefix at `i` (`E'`, `B'`, `X'`, `N'`, `U&'`, or `U&"` for an identifier, kind `nil`):
     /// the literal kind and where the quoted body starts.
-    private static func prefixedQuote(_ b: UnsafeBufferPointer<UInt8>, at i: Int) -> (SQLLiteral.Kind?, Int)? {
+    static func prefixedQuote(_ b: UnsafeBufferPointer<UInt8>, at i: Int) -> (SQLLiteral.Kind?, Int)? {
         let n = b.count
         guard i + 1 < n else { return nil }
         let letter = b[i] | 0x20
@@ -175,7 +175,7 @@ enum SQLLexer {
 
     /// Skips a quoted body starting after the opening quote; returns the index after the closing quote,
     /// or `count + 1` when unterminated. A doubled quote stands for one.
-    private static func skipQuoted(
+    static func skipQuoted(
         _ b: UnsafeBufferPointer<UInt8>, from: Int, backslashEscapes: Bool, quote: UInt8 = UInt8(ascii: "'")
     ) -> Int {
         var i = from
@@ -199,7 +199,7 @@ enum SQLLexer {
     }
 
     /// For `$tag$` at `from`, the index after the opening delimiter; `nil` when it is not one.
-    private static func dollarTagEnd(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+    static func dollarTagEnd(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
         var i = from + 1
         let n = b.count
         if i < n, b[i] == UInt8(ascii: "$") { return i + 1 }
@@ -208,7 +208,7 @@ enum SQLLexer {
         return i < n && b[i] == UInt8(ascii: "$") ? i + 1 : nil
     }
 
-    private static func skipDollarBody(_ b: UnsafeBufferPointer<UInt8>, tag: Range<Int>, from: Int) -> Int {
+    static func skipDollarBody(_ b: UnsafeBufferPointer<UInt8>, tag: Range<Int>, from: Int) -> Int {
         let n = b.count
         let tagLength = tag.count
         var i = from

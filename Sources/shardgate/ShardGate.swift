@@ -97,6 +97,8 @@ func startupFailure(_ message: String) -> ExitCode {
 /// Runs the proxy until SIGINT or SIGTERM, then drains it.
 func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, threads: Int, environment: [String: String],
               logger: Logger, announce: (@Sendable (SocketAddress) -> Void)?) async throws {
+    // Caught from the start: a signal that arrives while the listener comes up still drains and exits 0.
+    let signals = TerminationSignals()
     // Every event loop owns a share of each backend pool, so there are never more loops than pool.size.
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(threads, map.pool.size))
     let server: ProxyServer
@@ -118,43 +120,47 @@ func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, thre
     logger.info("shardgate listening", metadata: ["address": "\(address)", "map_version": "\(map.version)",
                                                    "shards": "\(map.shards.count)"])
     announce?(address)
-    let signal = await waitForTerminationSignal()
+    let signal = await signals.wait()
     logger.info("received \(signal); draining clients")
     await server.shutdown(grace: .seconds(10))
     try? await group.shutdownGracefully()
     logger.info("shardgate stopped")
 }
 
-/// Suspends until SIGINT or SIGTERM arrives; returns its name.
-func waitForTerminationSignal() async -> String {
-    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-        let queue = DispatchQueue(label: "shardgate.signals")
-        let once = SignalOnce(continuation)
-        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { once.fire(name) }
-            source.resume()
-            once.keep(source)
-        }
-    }
-}
-
-/// Resumes the continuation for the first signal only; keeps the sources alive meanwhile.
-private final class SignalOnce: @unchecked Sendable {
-    // Touched only on the signal queue, after setup.
+/// SIGINT and SIGTERM, caught from creation on (their default action, exiting at once, is turned off).
+final class TerminationSignals: @unchecked Sendable {
+    // Touched only on `queue`.
+    private var received: String?
     private var continuation: CheckedContinuation<String, Never>?
     private var sources: [any DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "shardgate.signals")
 
-    init(_ continuation: CheckedContinuation<String, Never>) {
-        self.continuation = continuation
+    init() {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: self.queue)
+            source.setEventHandler { [self] in self.fire(name) }
+            source.resume()
+            self.sources.append(source)
+        }
     }
 
-    func keep(_ source: any DispatchSourceSignal) {
-        self.sources.append(source)
+    /// Suspends until the first signal (returns at once if one came already); returns its name.
+    func wait() async -> String {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            self.queue.async {
+                if let received = self.received {
+                    continuation.resume(returning: received)
+                } else {
+                    self.continuation = continuation
+                }
+            }
+        }
     }
 
-    func fire(_ name: String) {
+    private func fire(_ name: String) {
+        guard self.received == nil else { return }
+        self.received = name
         self.continuation?.resume(returning: name)
         self.continuation = nil
     }

@@ -10,7 +10,7 @@ struct PostgresNIOThroughProxyTests {
         "pool": ["size": 2],
     ] }
 
-    @Test func scramLoginRunsQueriesOnTheFirstShardsPrimary() async throws {
+    @Test func scramLoginRunsReadsOnTheFirstShardsReplicaAndTransactionsOnItsPrimary() async throws {
         let map = try TestCluster.map()
         let proxy = try await RunningProxy(extra: Self.auth, environment: ["SG_IT_APP_PW": "correct horse"])
         defer {
@@ -21,12 +21,20 @@ struct PostgresNIOThroughProxyTests {
         let rows = try await connection.query("SELECT inet_server_port(), pg_is_in_recovery(), current_database()", logger: TestCluster.logger)
         var seen = 0
         for try await (port, inRecovery, database) in rows.decode((Int, Bool, String).self) {
-            #expect(port == map.shards[0].primary.port)
-            #expect(inRecovery == false)
+            // A read without a table goes to shard 0, on its replica.
+            #expect(port == map.shards[0].replicas[0].port)
+            #expect(inRecovery == true)
             #expect(database == "app")
             seen += 1
         }
         #expect(seen == 1)
+        _ = try await connection.query("BEGIN", logger: TestCluster.logger)
+        for try await (port, inRecovery) in try await connection.query(
+            "SELECT inet_server_port(), pg_is_in_recovery()", logger: TestCluster.logger).decode((Int, Bool).self) {
+            #expect(port == map.shards[0].primary.port)
+            #expect(inRecovery == false)
+        }
+        _ = try await connection.query("COMMIT", logger: TestCluster.logger)
         // Parameters travel in the extended protocol (unnamed statement), text and binary.
         let echoed = try await connection.query("SELECT \(Int64(-42))::int8 + 1, \("ünïcode")::text", logger: TestCluster.logger)
         for try await (number, text) in echoed.decode((Int64, String).self) {

@@ -72,20 +72,12 @@ extension ClientSessionStateMachine.Action: Equatable {
             if case .forwardCancel(let r) = rhs { return l == r }
         case .sendAuthentication(let l, let lAcquire):
             if case .sendAuthentication(let r, let rAcquire) = rhs { return l == r && lAcquire == rAcquire }
-        case .acquireBackend:
-            if case .acquireBackend = rhs { return true }
         case .startBackend(let lSync, let lFrames):
             if case .startBackend(let rSync, let rFrames) = rhs { return lSync == rSync && lFrames == rFrames }
-        case .forward(let l):
-            if case .forward(let r) = rhs { return l == r }
         case .finishLogin:
             if case .finishLogin = rhs { return true }
         case .releaseBackend:
             if case .releaseBackend = rhs { return true }
-        case .send(let l):
-            if case .send(let r) = rhs { return l == r }
-        case .sendAndCloseBackend(let l):
-            if case .sendAndCloseBackend(let r) = rhs { return l == r }
         case .closeClient(let l, let lBackend):
             if case .closeClient(let r, let rBackend) = rhs { return l == r && lBackend == rBackend }
         }
@@ -106,12 +98,6 @@ extension ClientSessionStateMachine.Action {
         return (requests, acquire)
     }
 
-    /// The messages of `.send` or `.sendAndCloseBackend`.
-    var messagesToClient: [BackendMessage]? {
-        if case .send(let messages) = self { return messages }
-        if case .sendAndCloseBackend(let messages) = self { return messages }
-        return nil
-    }
 }
 
 /// The bytes of a ByteBuffer.
@@ -137,8 +123,7 @@ enum Fixture {
     ]
 }
 
-/// A session that logged in with trust and whose parameters match the backend defaults: it is idle, without a
-/// backend.
+/// A session that logged in with trust and whose parameters match the backend defaults: it is ready.
 func idleSession(parameters: [(String, String)] = [], sourceLocation: SourceLocation = #_sourceLocation) -> ClientSessionStateMachine {
     var session = ClientSessionStateMachine(tlsAvailable: false)
     var startupParameters = [("user", "alice"), ("database", Fixture.database)]
@@ -151,18 +136,6 @@ func idleSession(parameters: [(String, String)] = [], sourceLocation: SourceLoca
     #expect(session.backendAttached(current: current, defaults: Fixture.backendDefaults) == .finishLogin,
             sourceLocation: sourceLocation)
     #expect(!session.hasBackend, sourceLocation: sourceLocation)
-    return session
-}
-
-/// An idle session that sent `frames` (the first needs a backend) and got a backend needing no sync.
-func attachedSession(after frames: [PGFrame], sourceLocation: SourceLocation = #_sourceLocation) -> ClientSessionStateMachine {
-    var session = idleSession(sourceLocation: sourceLocation)
-    #expect(session.clientFrameReceived(frames[0]) == .acquireBackend, sourceLocation: sourceLocation)
-    for frame in frames.dropFirst() {
-        #expect(session.clientFrameReceived(frame) == .none, sourceLocation: sourceLocation)
-    }
-    #expect(session.backendAttached(current: Fixture.backendDefaults, defaults: Fixture.backendDefaults)
-            == .startBackend(sync: nil, frames: frames), sourceLocation: sourceLocation)
-    #expect(session.hasBackend, sourceLocation: sourceLocation)
+    #expect(session.isReady, sourceLocation: sourceLocation)
     return session
 }

@@ -46,7 +46,19 @@ public struct ErrorNoticeFields: Sendable, Equatable {
     }
 
     public subscript(code: Code) -> String? {
-        self.fields.first(where: { $0.0 == code.rawValue })?.1
+        get { self.fields.first(where: { $0.0 == code.rawValue })?.1 }
+        set {
+            if let index = self.fields.firstIndex(where: { $0.0 == code.rawValue }) {
+                if let newValue { self.fields[index].1 = newValue } else { self.fields.remove(at: index) }
+            } else if let newValue {
+                self.fields.append((code.rawValue, newValue))
+            }
+        }
+    }
+
+    public var detail: String? {
+        get { self[.detail] }
+        set { self[.detail] = newValue }
     }
 
     /// The same fields with another severity (both the localized and the non-localized one), e.g. to

@@ -1,0 +1,289 @@
+import NIOCore
+import PGWire
+import ShardMap
+import SQLRouting
+
+/// Client messages: dispatch, answers ShardGate gives itself, and the simple query protocol.
+extension SessionEngine {
+    // MARK: entry points
+
+    /// A message from the client. Sends it on, answers it, or keeps it until the answers in flight are in.
+    public mutating func clientFrame(_ frame: PGFrame, context: inout RoutingContext) {
+        guard !self.closed else { return }
+        if self.waitingHead < self.waiting.count || !self.process(frame, context: &context, current: true) {
+            self.waiting.append(frame)
+        }
+        self.settle(context: &context)
+    }
+
+    /// The client connection is gone: every lease is disposed of, the client's statements released.
+    public mutating func clientClosed(context: inout RoutingContext) {
+        guard !self.closed else { return }
+        self.closed = true
+        self.disposeAll()
+        self.releaseStatements(context: &context)
+    }
+
+    /// Proxy shutdown: close now if idle, else once the transaction in progress ends.
+    public mutating func shutdown(context: inout RoutingContext) {
+        self.draining = true
+        self.settle(context: &context)
+    }
+
+    /// The shutdown deadline passed: close whatever is in flight.
+    public mutating func forceClose(context: inout RoutingContext) {
+        guard !self.closed else { return }
+        self.close(ProxyErrors.shuttingDown)
+        self.releaseStatements(context: &context)
+    }
+
+    mutating func releaseStatements(context: inout RoutingContext) {
+        for statement in self.statements.values where statement.id != nil {
+            context.catalog.release(statement.key)
+        }
+        self.statements.removeAll()
+    }
+
+    /// Handles one client frame; false when it must wait for the answers in flight (nothing was done).
+    /// `current`: the frame is the one the caller is processing, so `.forward` may send its bytes.
+    mutating func process(_ frame: PGFrame, context: inout RoutingContext, current: Bool) -> Bool {
+        guard let id = FrontendMessageID(rawValue: frame.id) else {
+            self.protocolViolation("invalid frontend message type \(ClientSessionStateMachine.name(frame.id))")
+            return true
+        }
+        switch id {
+        case .query:
+            return self.query(frame, context: &context, current: current)
+        case .parse:
+            return self.parse(frame, context: &context)
+        case .bind:
+            return self.bind(frame, context: &context, current: current)
+        case .describe:
+            return self.describe(frame, context: &context, current: current)
+        case .execute:
+            return self.execute(frame, context: &context, current: current)
+        case .close:
+            return self.closeMessage(frame, context: &context, current: current)
+        case .sync:
+            return self.sync(frame, context: &context, current: current)
+        case .flush:
+            return self.flush(frame, context: &context, current: current)
+        case .functionCall:
+            return self.functionCall(frame, context: &context, current: current)
+        case .copyData, .copyDone, .copyFail:
+            return self.copy(frame, current: current)
+        case .terminate:
+            self.close(nil)
+            self.releaseStatements(context: &context)
+            return true
+        case .password:
+            self.protocolViolation("unexpected password message")
+            return true
+        }
+    }
+
+    mutating func protocolViolation(_ message: String) {
+        self.disposeAllDirty()
+        self.closed = true
+        self.emit(.closeClient(ProxyErrors.protocolViolation(message)))
+    }
+
+    /// As `disposeAll`, but no backend goes back to the pool: the client broke the protocol mid-stream.
+    mutating func disposeAllDirty() {
+        for lease in self.leases {
+            self.emit(lease.isAttached ? .discard(lease.id) : .cancelAcquire(lease.id))
+        }
+        self.leases.removeAll()
+        self.group = nil
+        self.batch = nil
+    }
+
+    // MARK: answers ShardGate gives itself
+
+    /// Answers with `messages` in order after everything sent before: at once when nothing is in flight,
+    /// after the in-flight lease's answers otherwise. False (nothing done) while a group is answering.
+    mutating func answer(_ messages: [BackendMessage]) -> Bool {
+        var messages = messages
+        if !self.held.isEmpty {
+            if self.batch == nil, self.inFlight == nil, self.leases.isEmpty {
+                // No backend to parse them on: they were parsed here (syntax checked) and are answered here.
+                messages.insert(contentsOf: Array(repeating: BackendMessage.parseComplete, count: self.held.count), at: 0)
+                self.held.removeAll(keepingCapacity: true)
+            } else {
+                self.sendHeld()
+            }
+        }
+        var out = self.allocator.buffer(capacity: 64)
+        for message in messages { message.encode(into: &out) }
+        switch self.inFlight {
+        case nil:
+            self.emit(.send(out))
+            return true
+        case .lease(let id)?:
+            self.enqueue(.local(out), to: id)
+            return true
+        case .group?:
+            self.flushOut(.group)
+            return false
+        }
+    }
+
+    /// An error ShardGate found itself: answered like a server error (in a transaction it fails the
+    /// transaction; in an extended-protocol batch the rest of the batch is skipped).
+    mutating func refuse(_ error: ErrorNoticeFields, simpleQuery: Bool) -> Bool {
+        if simpleQuery {
+            guard self.inFlight == nil else {
+                if let busy = self.inFlight { self.flushOut(busy) }
+                return false
+            }
+            if self.transaction != nil { self.transaction?.failedLocally = true }
+            return self.answer([.errorResponse(error), .readyForQuery(self.clientStatus)])
+        }
+        guard self.answer([.errorResponse(error)]) else { return false }
+        if self.transaction != nil { self.transaction?.failedLocally = true }
+        self.skipping = true
+        return true
+    }
+
+    static func error(_ route: RouteError) -> ErrorNoticeFields {
+        ErrorNoticeFields(severity: "ERROR", sqlState: route.sqlState, message: route.message, position: route.position)
+    }
+
+    // MARK: simple query
+
+    mutating func query(_ frame: PGFrame, context: inout RoutingContext, current: Bool) -> Bool {
+        if self.skipping { return true }
+        guard let sql = frame.payload.getNullTerminatedString(at: frame.payload.readerIndex) else {
+            self.protocolViolation("unterminated query string")
+            return true
+        }
+        if self.draining, self.transaction == nil, self.inFlight == nil {
+            self.close(ProxyErrors.shuttingDown)
+            return true
+        }
+        let analysis: SQLAnalysis
+        do {
+            analysis = try context.router.analyze(sql)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: true)
+        }
+        guard !analysis.statements.isEmpty else {
+            return self.answerWhenIdle([.emptyQueryResponse, .readyForQuery(self.clientStatus)])
+        }
+        if analysis.statements.count == 1, case .transaction(let control) = analysis.kind {
+            return self.transactionStatement(control, sql: sql, analysis: analysis, frame: frame, context: &context,
+                                             current: current)
+        }
+        if let transaction = self.transaction, transaction.failedLocally {
+            return self.refuse(ProxyErrors.transactionAborted, simpleQuery: true)
+        }
+        let plan: RoutePlan
+        do {
+            plan = try RoutePlanner.plan(analysis, map: context.map)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: true)
+        }
+        let controls = plan.kinds.filter { if case .transaction = $0 { return true } else { return false } }
+        let effect = SessionEffect(analysis: analysis, sql: sql, inTransaction: self.transaction != nil)
+        let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
+
+        if let shards, shards.count > 1 {
+            guard controls.isEmpty else {
+                return self.refuse(ProxyErrors.unsupported("transaction control in a query string whose statements run on "
+                    + "several shards; send BEGIN, COMMIT and ROLLBACK on their own"), simpleQuery: true)
+            }
+            return self.scatterQuery(frame, sql: sql, analysis: analysis, plan: plan, shards: shards, effect: effect,
+                                     context: &context, current: current)
+        }
+        if !controls.isEmpty, self.leases.filter(\.participant).count > 1 {
+            return self.refuse(ProxyErrors.unsupported("transaction control in a query string with other statements "
+                + "while the transaction spans several shards; send COMMIT or ROLLBACK on its own"), simpleQuery: true)
+        }
+        let primary = plan.needsPrimary || plan.isWrite || !controls.isEmpty || effect.needsPrimary
+        let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
+            ?? self.chooseAny(primary: primary, context: &context)
+        if plan.isWrite, let refusal = self.writeRefusal(shards: shards ?? []) {
+            return self.refuse(refusal, simpleQuery: true)
+        }
+        // A statement whose effect on the session is recorded when it succeeds goes alone, so that the
+        // next ReadyForQuery is its own.
+        if effect.needsOwnReadyForQuery, self.inFlight != nil {
+            if let busy = self.inFlight { self.flushOut(busy) }
+            return false
+        }
+        guard self.isReady(for: choice) else { return false }
+        let id = self.lease(for: choice)
+        self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
+        self.enqueue(.frame(frame, .init(.query, .relay)), to: id, current: current)
+        return true
+    }
+
+    /// Answers when nothing is in flight (false until then).
+    mutating func answerWhenIdle(_ messages: [BackendMessage]) -> Bool {
+        if let busy = self.inFlight {
+            self.flushOut(busy)
+            return false
+        }
+        return self.answer(messages)
+    }
+
+    /// Until atomic cross-shard commit exists, a transaction writes on one shard only.
+    func writeRefusal(shards: [Int]) -> ErrorNoticeFields? {
+        guard let transaction = self.transaction else { return nil }
+        let name = { (shard: Int) in shard < self.shardNames.count ? self.shardNames[shard] : "shard \(shard)" }
+        if shards.count > 1 {
+            return ProxyErrors.unsupported("a write on several shards (\(shards.map(name).joined(separator: ", "))) "
+                + "inside a transaction (atomic commit across shards is not implemented yet)",
+                hint: "Run it outside the transaction, or add a shard key condition.")
+        }
+        if let writer = transaction.writer, let shard = shards.first, shard != writer {
+            return ProxyErrors.unsupported("a transaction that writes on more than one shard: it wrote on "
+                + "\(name(writer)) and this statement writes on \(name(shard)) (atomic commit across shards is not "
+                + "implemented yet)", hint: "Commit the first shard's work before writing to another shard.")
+        }
+        return nil
+    }
+
+    /// Bookkeeping before a statement goes to lease `id`: pinning, the transaction's writer and replay log,
+    /// the setting to record when it succeeds, the fence to set when a write completes.
+    mutating func noteUnit(_ effect: SessionEffect, plan: RoutePlan?, lease id: LeaseID, shard: Int?) {
+        guard let i = self.index(of: id) else { return }
+        if effect.pins || self.pinNext {
+            self.leases[i].pinned = true
+            self.pinNext = false
+        }
+        self.leases[i].sawError = false
+        self.leases[i].pendingChange = effect.change
+        if let plan, plan.isWrite || plan.needsPrimary && plan.kinds.contains(where: { if case .read = $0 { return false } else { return true } }) {
+            self.leases[i].wrote = self.leases[i].wrote || plan.isWrite
+            if plan.isWrite, self.transaction != nil, let shard { self.transaction?.writer = shard }
+        }
+        self.leases[i].pendingReplay = effect.replay
+    }
+
+    /// COPY data from the client goes to the backend(s) of the COPY in progress (PostgreSQL ignores copy
+    /// messages outside COPY, and so does ShardGate).
+    mutating func copy(_ frame: PGFrame, current: Bool) -> Bool {
+        if self.skipping { return true }
+        switch self.inFlight {
+        case .lease(let id)?:
+            self.enqueue(.frame(frame, nil), to: id, current: current)
+        case .group?:
+            for member in self.group?.members ?? [] {
+                self.enqueue(.frame(frame, nil), to: member)
+            }
+        case nil:
+            break
+        }
+        return true
+    }
+
+    mutating func functionCall(_ frame: PGFrame, context: inout RoutingContext, current: Bool) -> Bool {
+        if self.skipping { return true }
+        let choice = self.chooseAny(primary: true, context: &context)
+        guard self.isReady(for: choice) else { return false }
+        let id = self.lease(for: choice)
+        self.enqueue(.frame(frame, .init(.functionCall, .relay)), to: id, current: current)
+        return true
+    }
+}

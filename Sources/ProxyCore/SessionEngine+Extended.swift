@@ -1,0 +1,279 @@
+import NIOCore
+import PGWire
+import ShardMap
+import SQLRouting
+
+/// The extended query protocol: statements are kept per client and prepared lazily on whichever backend
+/// serves each Bind (named ones as `sg_<id>`, shared by clients with the same text); each Bind is routed by
+/// its statement and its parameter values; Parse waits for the message that decides where it goes.
+extension SessionEngine {
+    // MARK: Parse
+
+    mutating func parse(_ frame: PGFrame, context: inout RoutingContext) -> Bool {
+        if self.skipping { return true }
+        var payload = frame.payload
+        let parse: Parse
+        do {
+            parse = try Parse.decode(from: &payload)
+        } catch {
+            self.protocolViolation("invalid Parse message: \(error)")
+            return true
+        }
+        let analysis: SQLAnalysis
+        do {
+            analysis = try context.router.analyze(parse.query)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: false)
+        }
+        let key = StatementCatalog.Key(sql: parse.query, parameterTypes: parse.parameterTypes)
+        if parse.name.isEmpty {
+            self.statements[""] = ClientStatement(key: key, analysis: analysis, id: nil)
+            for i in self.leases.indices { self.leases[i].unnamedValid = false }
+            self.held.append(frame)
+        } else {
+            guard self.statements[parse.name] == nil else {
+                return self.refuse(ProxyErrors.error("42P05", "prepared statement \"\(parse.name)\" already exists"),
+                                   simpleQuery: false)
+            }
+            let id = context.catalog.retain(key)
+            self.statements[parse.name] = ClientStatement(key: key, analysis: analysis, id: id)
+            self.held.append(frame)
+        }
+        return true
+    }
+
+    /// The held Parse messages go to `ids` (all of them: a group) ahead of what follows; with `nil`, to
+    /// the default lease (the batch's, a participant, shard 0).
+    mutating func sendHeld(to ids: [LeaseID]? = nil) {
+        guard !self.held.isEmpty else { return }
+        let targets: [LeaseID]
+        if let ids {
+            targets = ids
+        } else if let batch = self.batch {
+            targets = self.ids(of: batch)
+        } else if let busy = self.inFlight {
+            targets = self.ids(of: busy)
+        } else if let participant = self.leases.first(where: \.participant) {
+            targets = [participant.id]
+        } else if let any = self.leases.first {
+            targets = [any.id]
+        } else {
+            return
+        }
+        let held = self.held
+        self.held.removeAll(keepingCapacity: true)
+        let disposition: ResponseTracker.Disposition = targets.count > 1 ? .combine : .relay
+        for frame in held {
+            var payload = frame.payload
+            guard let parse = try? Parse.decode(from: &payload) else { continue }
+            for id in targets {
+                if parse.name.isEmpty {
+                    self.enqueue(.frame(frame, .init(.parse, disposition)), to: id)
+                    if let i = self.index(of: id) { self.leases[i].unnamedValid = true }
+                } else if let statement = self.statements[parse.name], let statementID = statement.id {
+                    self.enqueue(.prepare(statementID, statement.key, disposition), to: id)
+                }
+            }
+        }
+        if self.batch == nil, let first = targets.first {
+            self.batch = targets.count > 1 ? .group : .lease(first)
+        }
+    }
+
+    // MARK: Bind
+
+    mutating func bind(_ frame: PGFrame, context: inout RoutingContext, current: Bool) -> Bool {
+        if self.skipping { return true }
+        var payload = frame.payload
+        let bind: Bind
+        do {
+            bind = try Bind.decode(from: &payload)
+        } catch {
+            self.protocolViolation("invalid Bind message: \(error)")
+            return true
+        }
+        guard let statement = self.statements[bind.statement] else {
+            return self.refuse(ProxyErrors.error("26000", bind.statement.isEmpty ? "unnamed prepared statement does not exist"
+                : "prepared statement \"\(bind.statement)\" does not exist"), simpleQuery: false)
+        }
+        if let transaction = self.transaction, transaction.failedLocally {
+            return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
+        }
+        let analysis = statement.analysis
+        if analysis.statements.count == 1, case .transaction(let control) = analysis.kind {
+            return self.bindTransactionControl(control, frame: frame, bind: bind, statement: statement,
+                                               context: &context, current: current)
+        }
+        let plan: RoutePlan
+        do {
+            plan = try RoutePlanner.plan(analysis, map: context.map,
+                                         parameters: Self.parameters(bind, statement: statement, analysis: analysis))
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: false)
+        }
+        let effect = SessionEffect(analysis: analysis, sql: statement.key.sql, inTransaction: self.transaction != nil)
+        let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
+        if let shards, shards.count > 1 {
+            return self.bindScatter(frame, bind: bind, statement: statement, analysis: analysis, plan: plan,
+                                    shards: shards, effect: effect, context: &context)
+        }
+        let primary = plan.needsPrimary || plan.isWrite
+        let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
+            ?? self.chooseAny(primary: primary, context: &context)
+        if plan.isWrite, let refusal = self.writeRefusal(shards: shards ?? []) {
+            return self.refuse(refusal, simpleQuery: false)
+        }
+        if effect.needsOwnReadyForQuery, let busy = self.inFlight, busy != Self.source(choice) {
+            self.flushOut(busy)
+            return false
+        }
+        guard self.isReady(for: choice) else { return false }
+        let id = self.lease(for: choice)
+        self.sendHeld(to: [id])
+        self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
+        if let statementID = statement.id {
+            self.enqueue(.statement(statementID, statement.key), to: id)
+            self.enqueue(.bytes(Self.rebind(bind, statement: BackendState.statementName(statementID), allocator: self.allocator),
+                                [.init(.bind, .relay)]), to: id)
+        } else {
+            self.enqueue(.unnamed(statement.key), to: id)
+            self.enqueue(.frame(frame, .init(.bind, .relay)), to: id, current: current)
+        }
+        self.portals[bind.portal] = .lease(id)
+        self.batch = .lease(id)
+        return true
+    }
+
+    /// Bind of a statement whose parameters select several shards.
+    mutating func bindScatter(_ frame: PGFrame, bind: Bind, statement: ClientStatement, analysis: SQLAnalysis,
+                              plan: RoutePlan, shards: [Int], effect: SessionEffect,
+                              context: inout RoutingContext) -> Bool {
+        if let refusal = self.scatterRefusal(plan: plan, effect: effect) {
+            return self.refuse(refusal, simpleQuery: false)
+        }
+        if let rows = plan.insertRowsByShard, rows.count > 1 {
+            return self.refuse(ProxyErrors.unsupported("a multi-row INSERT with bind parameters whose rows go to several "
+                + "shards", hint: "Send one INSERT per row (executemany does), or one per shard."), simpleQuery: false)
+        }
+        guard self.isReadyForGroup(shards) else { return false }
+        let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
+                                     rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
+                                     isWrite: plan.isWrite, context: &context)
+        self.sendHeld(to: members)
+        let bytes: ByteBuffer
+        if let statementID = statement.id {
+            bytes = Self.rebind(bind, statement: BackendState.statementName(statementID), allocator: self.allocator)
+        } else {
+            var out = self.allocator.buffer(capacity: frame.wireLength)
+            frame.write(into: &out)
+            bytes = out
+        }
+        for (index, member) in members.enumerated() {
+            self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
+            self.enqueue(Self.ensure(statement), to: member)
+            self.enqueue(.bytes(bytes, [.init(.bind, .combine)]), to: member)
+        }
+        self.portals[bind.portal] = .group
+        self.batch = .group
+        return true
+    }
+
+    /// BEGIN/COMMIT/ROLLBACK through the extended protocol.
+    mutating func bindTransactionControl(_ control: TransactionControl, frame: PGFrame, bind: Bind, statement: ClientStatement,
+                                         context: inout RoutingContext, current: Bool) -> Bool {
+        switch control {
+        case .begin(let readOnly) where self.transaction == nil:
+            // Answered here, as the simple-protocol BEGIN is; the portal's Execute starts the transaction.
+            guard self.answerHeldLocally(), self.answer([.bindComplete]) else { return false }
+            self.portals[bind.portal] = nil
+            self.localPortals[bind.portal] = .begin(SessionEffect.statementText(statement.key.sql), readOnly: readOnly)
+            return true
+        case .commit, .rollback:
+            let participants = self.leases.filter(\.participant)
+            if self.transaction == nil || participants.isEmpty {
+                guard self.answerHeldLocally(), self.answer([.bindComplete]) else { return false }
+                self.localPortals[bind.portal] = .end(commit: control == .commit)
+                return true
+            }
+            guard participants.count == 1, self.transaction?.failedLocally != true else {
+                return self.refuse(ProxyErrors.unsupported("COMMIT or ROLLBACK through the extended query protocol in a "
+                    + "transaction over several shards", hint: "Send COMMIT as a simple query."), simpleQuery: false)
+            }
+            let id = participants[0].id
+            guard self.isReady(for: .existing(id)) else { return false }
+            if let i = self.index(of: id) {
+                self.leases[i].ending = control == .commit && self.clientStatus != .failedTransaction ? .commit : .rollback
+            }
+            self.sendHeld(to: [id])
+            self.enqueue(Self.ensure(statement), to: id)
+            self.enqueue(.bytes(Self.rebind(bind, statement: statement.id.map(BackendState.statementName) ?? "",
+                                            allocator: self.allocator), [.init(.bind, .relay)]), to: id)
+            self.portals[bind.portal] = .lease(id)
+            self.batch = .lease(id)
+            return true
+        default:
+            // Savepoints and the rest: where a simple-protocol statement would go.
+            let choice = self.chooseAny(primary: true, context: &context)
+            guard self.isReady(for: choice) else { return false }
+            let id = self.lease(for: choice)
+            self.sendHeld(to: [id])
+            self.enqueue(Self.ensure(statement), to: id)
+            self.enqueue(.bytes(Self.rebind(bind, statement: statement.id.map(BackendState.statementName) ?? "",
+                                            allocator: self.allocator), [.init(.bind, .relay)]), to: id)
+            self.portals[bind.portal] = .lease(id)
+            self.batch = .lease(id)
+            return true
+        }
+    }
+
+    /// Held Parses answered by ShardGate (ParseComplete each), for statements that need no backend.
+    mutating func answerHeldLocally() -> Bool {
+        guard !self.held.isEmpty else { return true }
+        guard self.inFlight != .group else {
+            self.flushOut(.group)
+            return false
+        }
+        let count = self.held.count
+        self.held.removeAll(keepingCapacity: true)
+        return self.answer(Array(repeating: .parseComplete, count: count))
+    }
+
+    /// The bind parameters routing reads, from the Bind's values and the statement's declared types.
+    static func parameters(_ bind: Bind, statement: ClientStatement, analysis: SQLAnalysis) -> BindParameters {
+        let wanted = analysis.statements.reduce(into: Set<Int>()) { $0.formUnion($1.keyParameters) }
+        guard let highest = wanted.max() else { return BindParameters() }
+        var values: [BindParameter] = []
+        values.reserveCapacity(highest)
+        for number in 1...highest {
+            let index = number - 1
+            guard index < bind.parameters.count else { break }
+            guard wanted.contains(number) else {
+                values.append(.null)
+                continue
+            }
+            let type = index < statement.key.parameterTypes.count ? statement.key.parameterTypes[index] : 0
+            let format: BindParameter.Format = bind.format(ofParameter: index) == 1 ? .binary : .text
+            values.append(BindParameter(format: format, typeOID: type, value: bind.parameters[index].map { Array($0.readableBytesView) }))
+        }
+        return BindParameters(values)
+    }
+
+    static func rebind(_ bind: Bind, statement: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var copy = bind
+        copy.statement = statement
+        var out = allocator.buffer(capacity: 64)
+        FrontendMessage.bind(copy).encode(into: &out)
+        return out
+    }
+
+    /// The client's statement must exist on the backend (injected Parse when it does not).
+    static func ensure(_ statement: ClientStatement) -> Queued {
+        if let id = statement.id { return .statement(id, statement.key) }
+        return .unnamed(statement.key)
+    }
+
+    static func source(_ choice: Choice) -> Source? {
+        if case .existing(let id) = choice { return .lease(id) }
+        return nil
+    }
+}

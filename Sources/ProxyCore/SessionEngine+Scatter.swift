@@ -1,0 +1,99 @@
+import NIOCore
+import PGWire
+import ShardMap
+import SQLRouting
+
+/// Statements that run on several shards at once: reads without a key (or with keys on several shards),
+/// writes without a key, reference-table writes, DDL, multi-row INSERTs split per shard.
+extension SessionEngine {
+    mutating func scatterQuery(_ frame: PGFrame, sql: String, analysis: SQLAnalysis, plan: RoutePlan, shards: [Int],
+                               effect: SessionEffect, context: inout RoutingContext, current: Bool) -> Bool {
+        if let refusal = self.scatterRefusal(plan: plan, effect: effect) {
+            return self.refuse(refusal, simpleQuery: true)
+        }
+        var perShard: [Int: String]?
+        if let rows = plan.insertRowsByShard, rows.count > 1 {
+            do {
+                perShard = try InsertSplitter.split(sql, rowsByShard: rows)
+            } catch {
+                return self.refuse(Self.error(error), simpleQuery: true)
+            }
+        }
+        guard self.isReadyForGroup(shards) else { return false }
+        let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
+                                     rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
+                                     isWrite: plan.isWrite, context: &context)
+        var shared: ByteBuffer?
+        for (index, member) in members.enumerated() {
+            let bytes: ByteBuffer
+            if let text = perShard?[shards[index]] {
+                bytes = Self.query(text, allocator: self.allocator)
+            } else if let shared {
+                bytes = shared
+            } else {
+                var out = self.allocator.buffer(capacity: frame.wireLength)
+                frame.write(into: &out)
+                shared = out
+                bytes = out
+            }
+            self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
+            self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
+        }
+        return true
+    }
+
+    /// Why a statement cannot run on several shards, if it cannot.
+    func scatterRefusal(plan: RoutePlan, effect: SessionEffect) -> ErrorNoticeFields? {
+        if plan.isWrite,
+           let refusal = self.writeRefusal(shards: (plan.shardIndexes(shardCount: self.shardNames.count) ?? []).sorted()) {
+            return refusal
+        }
+        if effect.pins || effect.change != nil {
+            return ProxyErrors.unsupported("a statement that changes session state and runs on several shards")
+        }
+        if !plan.isWrite, !plan.resultShape.isEmpty {
+            return ProxyErrors.unsupported("\(Self.describe(plan.resultShape)) in a read over several shards (merging such "
+                + "results across shards is not implemented yet)",
+                hint: "Add a shard key condition so that the statement runs on one shard.")
+        }
+        return nil
+    }
+
+    static func describe(_ shape: ResultShape) -> String {
+        var parts: [String] = []
+        if shape.contains(.orderBy) { parts.append("ORDER BY") }
+        if shape.contains(.limit) { parts.append("LIMIT/OFFSET") }
+        if shape.contains(.aggregate) { parts.append("aggregates") }
+        if shape.contains(.groupBy) { parts.append("GROUP BY/HAVING") }
+        if shape.contains(.distinct) { parts.append("DISTINCT") }
+        if shape.contains(.window) { parts.append("window functions") }
+        if shape.contains(.setOperation) { parts.append("UNION/INTERSECT/EXCEPT") }
+        return parts.joined(separator: ", ")
+    }
+
+    /// DDL and reference-table writes do the same on every shard: a single server would answer once.
+    static func answersOnce(_ analysis: SQLAnalysis) -> Bool {
+        analysis.statements.allSatisfy { statement in
+            switch statement.kind {
+            case .ddl, .utility:
+                return true
+            case .write:
+                let written = statement.occurrences.filter { $0.role == .written }
+                return !written.isEmpty && written.allSatisfy { $0.placement == .reference }
+            case .read, .transaction, .set, .reset, .show, .empty:
+                return false
+            }
+        }
+    }
+
+    /// Feeds one member's message into the combiner and passes its output on.
+    mutating func combine(member: Int, kind: ResponseTracker.Expected.Kind, id: UInt8, payload: ByteBuffer) {
+        guard var group = self.group else { return }
+        self.group = nil
+        let output = group.combiner.receive(member: member, kind: kind, id: id, payload: payload)
+        self.group = group
+        if output.bytes.readableBytes > 0 { self.emit(.send(output.bytes)) }
+        for index in output.pause { self.emit(.pauseReading(group.members[index])) }
+        for index in output.resume { self.emit(.resumeReading(group.members[index])) }
+    }
+}

@@ -1,0 +1,126 @@
+import NIOCore
+import PGWire
+import ShardMap
+import Testing
+
+@testable import ProxyCore
+
+/// Statements over several shards: one answer made of every shard's.
+@Suite struct SessionEngineScatterTests {
+    typealias H = EngineHarness
+
+    /// Sends `sql`, grants every lease it asks for, returns the lease ids in shard order.
+    static func scatter(_ h: inout H, _ sql: String) -> [Int] {
+        let ids = h.client(Frames.query(sql)).acquiredIDs
+        for id in ids { h.grant(id) }
+        return ids.sorted { h.targets[$0]!.shard < h.targets[$1]!.shard }
+    }
+
+    @Test func aReadWithoutAKeyRunsOnEveryShardAndTheRowsAreConcatenated() {
+        var h = H()
+        let ids = Self.scatter(&h, "SELECT name FROM users")
+        #expect(ids.map { h.targets[$0]! } == [BackendTarget(shard: 0, replica: 0), BackendTarget(shard: 1, replica: 0)])
+        let description = answer([])[0]
+        // Shard 1 answers first: its rows go out as they come, after one RowDescription.
+        let first = h.reply(ids[1], answer(["b", "c"]).dropLast(2) + [])
+        #expect(first.client == [description, .dataRow(DataRow(values: [ByteBuffer(string: "b")])),
+                                 .dataRow(DataRow(values: [ByteBuffer(string: "c")]))])
+        #expect(h.reply(ids[1], [.commandComplete("SELECT 2"), .readyForQuery(.idle)]).client.isEmpty)
+        let last = h.reply(ids[0], answer(["a"]))
+        #expect(last.client == [.dataRow(DataRow(values: [ByteBuffer(string: "a")])), .commandComplete("SELECT 3"),
+                                .readyForQuery(.idle)])
+        #expect(Set(h.log.released) == Set(ids))
+    }
+
+    @Test func anInListAcrossShardsGoesToTheOwnersOnly() {
+        var h = H()
+        let ids = h.client(Frames.query("SELECT * FROM users WHERE id IN (\(H.keyOnS0), \(H.otherKeyOnS0))")).acquired
+        #expect(ids == [BackendTarget(shard: 0, replica: 0)])
+        var k = H()
+        #expect(Set(k.client(Frames.query("SELECT * FROM users WHERE id IN (\(H.keyOnS0), \(H.keyOnS1))")).acquired.map(\.shard))
+                == [0, 1])
+    }
+
+    @Test func ddlRunsOnEveryPrimaryAndIsAnsweredOnce() {
+        var h = H()
+        let ids = Self.scatter(&h, "CREATE TABLE users (id bigint primary key)")
+        #expect(ids.map { h.targets[$0]! } == [.primary(0), .primary(1)])
+        #expect(h.reply(ids[0], done("CREATE TABLE")).client.isEmpty)
+        #expect(h.reply(ids[1], done("CREATE TABLE")).client == done("CREATE TABLE"))
+    }
+
+    @Test func aReferenceTableWriteRunsEverywhereAndCountsOnce() {
+        var h = H()
+        let ids = Self.scatter(&h, "INSERT INTO countries VALUES ('fr', 'France')")
+        #expect(ids.count == 2)
+        h.reply(ids[0], done("INSERT 0 1"))
+        #expect(h.reply(ids[1], done("INSERT 0 1")).client == done("INSERT 0 1"))
+    }
+
+    @Test func aKeylessUpdateAddsUpTheCounts() {
+        var h = H()
+        let ids = Self.scatter(&h, "UPDATE users SET name = 'x'")
+        h.reply(ids[0], done("UPDATE 3"))
+        #expect(h.reply(ids[1], done("UPDATE 4")).client == done("UPDATE 7"))
+    }
+
+    @Test func aMultiRowInsertIsSplitPerShard() {
+        var h = H()
+        let sql = "INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'a'), (\(H.keyOnS1), 'b'), (\(H.otherKeyOnS0), 'c') RETURNING id"
+        let ids = Self.scatter(&h, sql)
+        #expect(h.log.written(to: ids[0]).map(\.queryText)
+                == ["INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'a'), (\(H.otherKeyOnS0), 'c') RETURNING id"])
+        #expect(h.log.written(to: ids[1]).map(\.queryText) == ["INSERT INTO users (id, name) VALUES (\(H.keyOnS1), 'b') RETURNING id"])
+        h.reply(ids[0], answer(["2", "3"], tag: "INSERT 0 2"))
+        let last = h.reply(ids[1], answer(["1"], tag: "INSERT 0 1"))
+        #expect(last.client.suffix(2) == [.commandComplete("INSERT 0 3"), .readyForQuery(.idle)])
+    }
+
+    @Test func aWriteThatFailsOnOneShardSaysWhereItWasApplied() {
+        var h = H()
+        let ids = Self.scatter(&h, "DELETE FROM users")
+        h.reply(ids[0], done("DELETE 2"))
+        let last = h.reply(ids[1], [serverError("23503", "violates foreign key"), .readyForQuery(.idle)]).client
+        guard case .errorResponse(let error)? = last.first else {
+            Issue.record("expected one error, got \(last)")
+            return
+        }
+        #expect(error.sqlState == "23503")
+        #expect(error.detail?.contains("failed on s1") == true)
+        #expect(error.detail?.contains("applied on s0") == true)
+        #expect(last.dropFirst() == [.readyForQuery(.idle)])
+    }
+
+    @Test func shapesThatNeedAMergeAreRefusedUntilItExists() {
+        var h = H()
+        let sent = h.client(Frames.query("SELECT name FROM users ORDER BY name")).sentToClient
+        if case .errorResponse(let e)? = sent.first { #expect(e.sqlState == "0A000") } else { Issue.record("\(sent)") }
+    }
+
+    @Test func severalDDLStatementsInOneStringAreCombinedStatementByStatement() {
+        var h = H()
+        let ids = Self.scatter(&h, "CREATE TABLE users (id bigint); CREATE INDEX ON users (id)")
+        // Shard 0 runs ahead: its second result waits for shard 1's first.
+        #expect(h.reply(ids[0], [.commandComplete("CREATE TABLE"), .commandComplete("CREATE INDEX"), .readyForQuery(.idle)])
+                    .client.isEmpty)
+        #expect(h.reply(ids[1], [.commandComplete("CREATE TABLE")]).client == [.commandComplete("CREATE TABLE")])
+        #expect(h.reply(ids[1], [.commandComplete("CREATE INDEX"), .readyForQuery(.idle)]).client
+                == [.commandComplete("CREATE INDEX"), .readyForQuery(.idle)])
+    }
+
+    @Test func aScatteredBindCombinesEveryExtendedAnswer() {
+        var h = H()
+        let bind = frame(.bind(Bind(portal: "", statement: "", parameters: [ByteBuffer(string: "{\(H.keyOnS0),\(H.keyOnS1)}")])))
+        let actions = h.client(Frames.parse("SELECT name FROM users WHERE id = ANY($1::bigint[])"), bind, Frames.describe(),
+                               Frames.execute(), Frames.sync)
+        let ids = actions.acquiredIDs
+        #expect(ids.count == 2)
+        for id in ids { h.grant(id) }
+        let rows = answer(["x"])
+        h.reply(ids[0], [.parseComplete, .bindComplete, rows[0], rows[1], .commandComplete("SELECT 1"), .readyForQuery(.idle)])
+        let last = h.reply(ids[1], [.parseComplete, .bindComplete, rows[0], rows[1], .commandComplete("SELECT 1"), .readyForQuery(.idle)])
+        let all = h.log.sentToClient
+        #expect(all == [.parseComplete, .bindComplete, rows[0], rows[1], rows[1], .commandComplete("SELECT 2"), .readyForQuery(.idle)])
+        #expect(!last.actions.released.isEmpty)
+    }
+}
