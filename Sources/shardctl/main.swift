@@ -1,2 +1,0 @@
-import ShardCtlKit
-print("shardctl: not implemented yet")
