@@ -1,2 +1,0 @@
-/// Cross-shard result merging (placeholder until the merge engine lands).
-enum ResultMerge {}
