@@ -149,6 +149,8 @@ class Proxy:
     killed: bool = False
     default_user: str = "postgres"
     default_password: str | None = None
+    #: the admin HTTP port, e.g. http://127.0.0.1:16500
+    admin_url: str = ""
 
     # -- connecting ------------------------------------------------------------------------
     def conninfo(self, **extra) -> str:
@@ -206,8 +208,19 @@ class Proxy:
         return self.exit_code
 
     def backend_ports(self) -> set[int]:
-        """Local ports of the proxy's TCP connections to the backend server (from /proc), to find the
-        proxy's backends in pg_stat_activity (column client_port) without guessing."""
+        """Local ports of the proxy's pooled TCP connections to the backend server (from /proc), to find the
+        proxy's backends in pg_stat_activity (column client_port) without guessing. The lag monitor's own
+        connections (application_name shardgate-lag-monitor) are left out: they are not pool members."""
+        ports = self._tcp_ports_to_backend()
+        if not ports:
+            return ports
+        with psycopg.connect(self.backend.conninfo(), autocommit=True) as direct:
+            monitor = {r[0] for r in direct.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE application_name = 'shardgate-lag-monitor' "
+                "AND client_port = ANY(%s)", (list(ports),)).fetchall()}
+        return ports - monitor
+
+    def _tcp_ports_to_backend(self) -> set[int]:
         inodes = set()
         fd_dir = Path(f"/proc/{self.proc.pid}/fd")
         for fd in fd_dir.iterdir():
@@ -288,7 +301,8 @@ class ProxyFactory:
                     if k not in ("SHARDGATE_MAP", "SHARDGATE_LISTEN", "SHARDGATE_THREADS")}
         proc_env["SHARDGATE_LOG_LEVEL"] = os.environ.get("SHARDGATE_TEST_LOG_LEVEL", "info")
         # Never the default admin port 9930 (it may be in use; several proxies run one after another).
-        proc_env["SHARDGATE_ADMIN"] = f"127.0.0.1:{free_port()}"
+        admin_port = free_port()
+        proc_env["SHARDGATE_ADMIN"] = f"127.0.0.1:{admin_port}"
         proc_env.update(env or {})
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -296,7 +310,8 @@ class ProxyFactory:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=proc_env,
                 start_new_session=True)  # a Ctrl-C sent to a test's pty must never reach the proxy
         proxy = Proxy(host="127.0.0.1", port=port, proc=proc, map_path=map_path, log_path=log_path, map=m,
-                      backend=self.env.backend, default_user=user, default_password=password)
+                      backend=self.env.backend, default_user=user, default_password=password,
+                      admin_url=f"http://{proc_env['SHARDGATE_ADMIN']}")
         self.proxies.append(proxy)
         self._wait_ready(proxy, wait, timeout)
         return proxy

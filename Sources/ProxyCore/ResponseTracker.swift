@@ -50,6 +50,8 @@ public struct ResponseTracker: Sendable {
         case swallow
         /// To the session's combiner (one of several shards answering the same client message).
         case combine
+        /// To the session itself: the answer to a question ShardGate asked (its rows are read, not shown).
+        case capture
     }
 
     /// What a backend message means for the session.

@@ -28,10 +28,10 @@ struct SessionEffect: Equatable {
             self.init(pins: SessionStateEffect.pinsBackend(analysis))
             return
         }
-        let text = Self.statementText(sql)
         let others = statement.callsSetConfig || statement.createsSessionObject
         switch statement.kind {
         case .set(let name, let isLocal):
+            let text = Self.statementText(sql)
             if isLocal || name == "transaction" {
                 self.init(replay: inTransaction ? text : nil, pins: others)
             } else if SessionStateEffect.trackedParameters.contains(name) {
@@ -44,6 +44,7 @@ struct SessionEffect: Equatable {
             if let name, SessionStateEffect.trackedParameters.contains(name) {
                 self.init(pins: others)
             } else {
+                let text = Self.statementText(sql)
                 self.init(change: name.map { .reset(name: $0) } ?? .resetAll, replay: inTransaction ? text : nil,
                           pins: others)
             }

@@ -62,6 +62,12 @@ extension SessionEngine {
             break
         }
 
+        if disposition == .capture {
+            self.keyPositionAnswer(type: type, payload: payload,
+                                   completed: type == BackendMessageID.readyForQuery.rawValue && step.completed != nil,
+                                   context: &context)
+            disposition = .swallow
+        }
         if disposition == .combine, let member = self.leases[i].member {
             self.combine(member: member, kind: head?.kind ?? .query, id: type, payload: payload)
             disposition = .swallow
@@ -72,8 +78,8 @@ extension SessionEngine {
             }
         }
         if type == BackendMessageID.readyForQuery.rawValue, let completed = step.completed {
-            self.readyForQuery(at: i, status: Self.status(payload), relayed: completed.disposition != .swallow,
-                               context: &context)
+            self.readyForQuery(at: i, status: Self.status(payload),
+                               relayed: completed.disposition == .relay || completed.disposition == .combine, context: &context)
         }
         if step.completed != nil, let i = self.index(of: id) {
             self.deliverLocal(at: i)
@@ -96,6 +102,7 @@ extension SessionEngine {
         let previous = self.leases[i].status
         self.leases[i].status = status
         guard relayed else { return }
+        if self.leases[i].member == nil { self.noteUnitDone(context: context, failed: self.leases[i].sawError) }
         let now = context.clock()
         if let replay = self.leases[i].pendingReplay {
             self.leases[i].pendingReplay = nil
@@ -130,14 +137,17 @@ extension SessionEngine {
             }
         }
         self.leases[i].sawError = false
-        if let group = self.group, group.combiner.isComplete, inGroup {
+        if let group = self.group, group.combiner.isComplete, inGroup, !self.groupAnswered {
+            self.groupAnswered = true
+            self.noteUnitDone(context: context, failed: group.combiner.failed)
             self.groupCompleted(now: now)
         }
     }
 
     /// Every member answered the group's unit.
-    mutating func groupCompleted(now: UInt64) {
+    mutating func groupCompleted(now: NIODeadline) {
         guard let group = self.group else { return }
+        if case .splitting? = self.copyIn { self.copyIn = nil }
         if self.transaction != nil, group.combiner.rows == .transactionEnd {
             self.finishTransaction(committed: !group.combiner.failed && !group.combiner.rolledBack, now: now)
         }

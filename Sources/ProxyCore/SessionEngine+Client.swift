@@ -24,6 +24,48 @@ extension SessionEngine {
         self.releaseStatements(context: &context)
     }
 
+    // MARK: metrics
+
+    /// A Query or Sync went to backends: its ReadyForQuery will end a unit.
+    mutating func noteDispatch(_ route: RouteKind, primary: Bool, context: RoutingContext) {
+        guard context.metrics != nil else { return }
+        self.units.append(Unit(start: context.clock(), route: route, role: primary ? .primary : .replica))
+    }
+
+    /// A ReadyForQuery from a backend reached the client.
+    mutating func noteUnitDone(context: RoutingContext, failed: Bool) {
+        guard let metrics = context.metrics, self.unitsHead < self.units.count else { return }
+        let unit = self.units[self.unitsHead]
+        self.unitsHead += 1
+        if self.unitsHead == self.units.count {
+            self.units.removeAll(keepingCapacity: true)
+            self.unitsHead = 0
+        }
+        metrics.queryFinished(route: unit.route, role: unit.role,
+                              nanoseconds: (context.clock() - unit.start).nanoseconds)
+        if failed { metrics.queryFailed(route: unit.route) }
+    }
+
+    static func route(_ plan: RoutePlan, shards: [Int]?, shardCount: Int) -> RouteKind {
+        guard let shards else { return .any }
+        if shards.count == 1 { return .single }
+        return shards.count == shardCount ? .all : .multi
+    }
+
+    /// Paused slots were resumed: statements that waited for them go now.
+    public mutating func resume(context: inout RoutingContext) {
+        self.settle(context: &context)
+    }
+
+    /// Whether a statement over `plan.slots` must wait for paused slots. A transaction that already touched
+    /// them goes on (the pause waits for it to end).
+    mutating func waitsForPause(_ plan: RoutePlan, context: RoutingContext) -> Bool {
+        guard context.isPaused(plan.slots) else { return false }
+        if self.transaction != nil, self.touches(context.pausedSlots) { return false }
+        self.emit(.waitForPause)
+        return true
+    }
+
     /// Proxy shutdown: close now if idle, else once the transaction in progress ends.
     public mutating func shutdown(context: inout RoutingContext) {
         self.draining = true
@@ -183,6 +225,7 @@ extension SessionEngine {
         } catch {
             return self.refuse(Self.error(error), simpleQuery: true)
         }
+        if self.waitsForPause(plan, context: context) { return false }
         let controls = plan.kinds.filter { if case .transaction = $0 { return true } else { return false } }
         let effect = SessionEffect(analysis: analysis, sql: sql, inTransaction: self.transaction != nil)
         let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
@@ -214,6 +257,8 @@ extension SessionEngine {
         guard self.isReady(for: choice) else { return false }
         let id = self.lease(for: choice)
         self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
+        self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
+                          primary: self.leases.first { $0.id == id }?.target.isPrimary ?? true, context: context)
         self.enqueue(.frame(frame, .init(.query, .relay)), to: id, current: current)
         return true
     }
@@ -247,6 +292,9 @@ extension SessionEngine {
     /// Bookkeeping before a statement goes to lease `id`: pinning, the transaction's writer and replay log,
     /// the setting to record when it succeeds, the fence to set when a write completes.
     mutating func noteUnit(_ effect: SessionEffect, plan: RoutePlan?, lease id: LeaseID, shard: Int?) {
+        if let plan {
+            if let slots = plan.slots, let known = self.touched { self.touched = known.union(slots) } else { self.touched = nil }
+        }
         guard let i = self.index(of: id) else { return }
         if effect.pins || self.pinNext {
             self.leases[i].pinned = true
@@ -265,6 +313,13 @@ extension SessionEngine {
     /// messages outside COPY, and so does ShardGate).
     mutating func copy(_ frame: PGFrame, current: Bool) -> Bool {
         if self.skipping { return true }
+        if case .lookingUp? = self.copyIn { return false }  // the COPY has not started: its data waits
+        if case .splitting(var splitter) = self.copyIn {
+            self.copyIn = nil
+            self.splitCopy(frame, splitter: &splitter)
+            if frame.id == FrontendMessageID.copyData.rawValue { self.copyIn = .splitting(splitter) }
+            return true
+        }
         switch self.inFlight {
         case .lease(let id)?:
             self.enqueue(.frame(frame, nil), to: id, current: current)

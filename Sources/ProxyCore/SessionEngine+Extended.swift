@@ -111,6 +111,7 @@ extension SessionEngine {
         } catch {
             return self.refuse(Self.error(error), simpleQuery: false)
         }
+        if self.waitsForPause(plan, context: context) { return false }
         let effect = SessionEffect(analysis: analysis, sql: statement.key.sql, inTransaction: self.transaction != nil)
         let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
         if let shards, shards.count > 1 {

@@ -139,6 +139,7 @@ extension SessionEngine {
             if let i = self.index(of: id) { self.leases[i].member = index }
         }
         let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
+        self.groupAnswered = false
         self.group = Group(members: members, combiner: ScatterCombiner(shardNames: names, rows: rows, isWrite: isWrite,
                                                                        allocator: self.allocator))
         return members
@@ -453,7 +454,10 @@ extension SessionEngine {
                 self.waitingHead = 0
             }
         }
-        if self.inFlight == nil { self.flushDeferred() }
+        if self.inFlight == nil {
+            self.flushDeferred()
+            if self.transaction == nil { self.touched = [] }
+        }
         if self.draining, !self.closed, self.transaction == nil, self.isIdle, self.held.isEmpty {
             self.close(ProxyErrors.shuttingDown)
         }

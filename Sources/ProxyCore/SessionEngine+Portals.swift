@@ -101,7 +101,7 @@ extension SessionEngine {
                                    .commandComplete(tag)]) else { return false }
             } else {
                 guard self.answer([.commandComplete(tag)]) else { return false }
-                self.finishTransaction(committed: false, now: 0)
+                self.finishTransaction(committed: false, now: .now())
             }
         }
         self.localPortals[name] = nil
@@ -140,7 +140,7 @@ extension SessionEngine {
                 guard self.isReady(batch) else { return false }
                 self.skipping = false
                 self.held.removeAll()
-                return self.finishSync(frame, source: batch, current: current)
+                return self.finishSync(frame, source: batch, current: current, context: context)
             }
             guard self.answer([.readyForQuery(self.clientStatus)]) else { return false }
             self.skipping = false
@@ -160,15 +160,17 @@ extension SessionEngine {
         }
         if let batch = self.batch {
             guard self.isReady(batch) else { return false }
-            return self.finishSync(frame, source: batch, current: current)
+            return self.finishSync(frame, source: batch, current: current, context: context)
         }
         guard self.answer([.readyForQuery(self.clientStatus)]) else { return false }
         self.endBatchState()
         return true
     }
 
-    private mutating func finishSync(_ frame: PGFrame, source: Source, current: Bool) -> Bool {
+    private mutating func finishSync(_ frame: PGFrame, source: Source, current: Bool, context: RoutingContext) -> Bool {
         let ids = self.ids(of: source)
+        let primary = ids.first.flatMap { id in self.leases.first { $0.id == id }?.target.isPrimary } ?? true
+        self.noteDispatch(source == .group ? .multi : .single, primary: primary, context: context)
         let disposition: ResponseTracker.Disposition = source == .group ? .combine : .relay
         for id in ids {
             self.enqueue(.frame(frame, .init(.sync, disposition)), to: id, current: current && ids.count == 1)

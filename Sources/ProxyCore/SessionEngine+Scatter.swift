@@ -11,6 +11,9 @@ extension SessionEngine {
         if let refusal = self.scatterRefusal(plan: plan, effect: effect) {
             return self.refuse(refusal, simpleQuery: true)
         }
+        if let copy = plan.copyIn {
+            return self.copyIntoShards(frame, format: copy, context: &context)
+        }
         var perShard: [Int: String]?
         if let rows = plan.insertRowsByShard, rows.count > 1 {
             do {
@@ -23,6 +26,8 @@ extension SessionEngine {
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
                                      isWrite: plan.isWrite, context: &context)
+        self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
+                          primary: plan.needsPrimary || plan.isWrite, context: context)
         var shared: ByteBuffer?
         for (index, member) in members.enumerated() {
             let bytes: ByteBuffer

@@ -38,7 +38,7 @@ extension SessionEngine {
             if participants.isEmpty {
                 guard self.answerWhenIdle([.commandComplete(control == .commit && !failed ? "COMMIT" : "ROLLBACK"),
                                            .readyForQuery(.idle)]) else { return false }
-                self.finishTransaction(committed: false, now: 0)
+                self.finishTransaction(committed: false, now: .now())
                 return true
             }
             for id in participants {
@@ -184,7 +184,7 @@ extension SessionEngine {
 
     /// The transaction ended (every participant is idle again). Session-level settings made inside take
     /// effect only if it committed.
-    mutating func finishTransaction(committed: Bool, now: UInt64) {
+    mutating func finishTransaction(committed: Bool, now: NIODeadline) {
         guard let transaction = self.transaction else { return }
         if committed {
             for change in transaction.pendingSettings {
@@ -205,6 +205,7 @@ extension SessionEngine {
             }
         }
         self.transaction = nil
+        self.touched = []
         self.portals.removeAll()
     }
 }

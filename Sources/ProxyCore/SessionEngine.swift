@@ -45,6 +45,8 @@ public struct SessionEngine {
         case resumeReading(LeaseID)
         /// Close the client connection (after sending the error, if any); every lease was disposed of before.
         case closeClient(ErrorNoticeFields?)
+        /// A statement waits for paused slots: call `clientFrame`-free `resume(context:)` when the pause ends.
+        case waitForPause
     }
 
     /// What the caller does with one backend message.
@@ -128,6 +130,13 @@ public struct SessionEngine {
         var isBusy: Bool { !self.tracker.isEmpty || self.queued.contains(where: \.isAnswered) }
     }
 
+    /// A COPY FROM STDIN into a sharded table: first (without a column list) ShardGate asks where the key
+    /// is among the table's columns, then the rows are split by key over every shard.
+    enum CopyIn {
+        case lookingUp(frame: PGFrame, format: CopyInFormat, lease: LeaseID, found: Int?, failed: Bool)
+        case splitting(CopySplitter)
+    }
+
     struct Group {
         var members: [LeaseID]
         var combiner: ScatterCombiner
@@ -164,6 +173,8 @@ public struct SessionEngine {
     var leases: [Lease] = []
     var nextLeaseID = 1
     var group: Group?
+    /// The current group's combined ReadyForQuery was counted.
+    var groupAnswered = false
     /// The source with an open extended-protocol batch (messages written since the last Sync).
     var batch: Source?
     /// An error ended the current batch: client messages up to Sync are dropped, as PostgreSQL does.
@@ -177,11 +188,24 @@ public struct SessionEngine {
     var portals: [String: Source] = [:]
     var localPortals: [String: LocalPortal] = [:]
     var transaction: Transaction?
+    /// A COPY FROM STDIN into a sharded table in progress.
+    var copyIn: CopyIn?
     var fences: [Int: ReadFence] = [:]
     public internal(set) var parameters: SessionParameters
     public internal(set) var settings = SessionSettings()
     /// The next statement pins the backend that runs it.
     var pinNext = false
+    /// Slots of sharded tables the open transaction (or the statement in flight) touched; nil: any slot.
+    var touched: Set<Int>? = []
+    /// Client-visible ReadyForQuery answers owed for statements sent to backends, oldest first (metrics).
+    var units: [Unit] = []
+    var unitsHead = 0
+
+    struct Unit {
+        var start: NIODeadline
+        var route: RouteKind
+        var role: ServerRole
+    }
     var actions: [Action] = []
     var actionHead = 0
     var closed = false
@@ -231,6 +255,14 @@ public struct SessionEngine {
     /// The lease's backend is attached and serving this session.
     public func isAttached(_ id: LeaseID) -> Bool {
         self.leases.first { $0.id == id }?.isAttached ?? false
+    }
+
+    /// Whether the session has an open transaction or a statement in flight that touched any of `slots`
+    /// (a pause waits for those to finish).
+    public func touches(_ slots: Set<Int>) -> Bool {
+        guard self.transaction != nil || self.inFlight != nil || self.waitingHead < self.waiting.count else { return false }
+        guard let touched = self.touched else { return true }
+        return !touched.isDisjoint(with: slots)
     }
 
     /// The transaction status the client sees.

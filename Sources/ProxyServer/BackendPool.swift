@@ -82,6 +82,11 @@ final class BackendPool {
         connection.channel.close(promise: nil)
     }
 
+    /// Connections now: size (this loop's share of pool.size), leased, idle, and clients waiting.
+    var stats: (size: Int, busy: Int, idle: Int, waiting: Int) {
+        (self.machine.maxConnections, self.machine.leasedCount, self.machine.idleCount, self.machine.waitingCount)
+    }
+
     /// Closes idle connections and refuses new leases.
     func close() {
         self.closed = true

@@ -284,7 +284,23 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             self.connection(id)?.handler.unpause()
         case .closeClient(let error):
             self.closeClient(error)
+        case .waitForPause:
+            self.loop.waitForPause(self)
         }
+    }
+
+    /// Paused slots were resumed: statements that waited go on.
+    func pauseEnded() {
+        guard self.engine != nil else { return }
+        self.engine!.resume(context: &self.loop.routing)
+        self.performEngineActions()
+        self.flushBackends()
+        self.flushClient()
+    }
+
+    /// Whether this session has a transaction or statement in flight on any of `slots`.
+    func touches(_ slots: Set<Int>) -> Bool {
+        self.engine?.touches(slots) ?? false
     }
 
     private func removeLease(_ id: Int) -> BackendConnection? {

@@ -38,11 +38,16 @@ final class LoopContext {
 
     /// This loop's share of `pool.size`.
     let poolSize: Int
+    /// `servers[shard][0]` is the shard's primary, `servers[shard][1 + i]` its replica `i` (follows map swaps).
+    private(set) var servers: [[BackendServer]]
+    /// Sessions with statements waiting for paused slots.
+    private var pauseWaiters: [ObjectIdentifier: ClientChannelHandler] = [:]
 
     init(shared: SharedState, eventLoop: any EventLoop, poolSize: Int, logger: Logger) {
         self.shared = shared
         self.poolSize = poolSize
-        self.routing = RoutingContext(map: shared.map, clock: { NIODeadline.now().uptimeNanoseconds })
+        self.routing = RoutingContext(map: shared.map)
+        self.servers = shared.servers
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -58,7 +63,42 @@ final class LoopContext {
 
     /// The pool of a routing target.
     func pool(for target: BackendTarget) -> BackendPool {
-        self.pool(for: self.shared.servers[target.shard][target.replica.map { $0 + 1 } ?? 0])
+        self.pool(for: self.servers[target.shard][target.replica.map { $0 + 1 } ?? 0])
+    }
+
+    /// A new map version: statements from now on are routed by it (sessions keep the backends they hold).
+    func apply(map: ShardMap, servers: [[BackendServer]]) {
+        self.routing.updateMap(map)
+        self.servers = servers
+    }
+
+    // MARK: pausing slots
+
+    /// Statements touching `slots` wait from now on; when slots are resumed, waiting sessions go on.
+    func setPausedSlots(_ slots: Set<Int>) {
+        let resumed = !self.routing.pausedSlots.isSubset(of: slots)
+        self.routing.setPausedSlots(slots)
+        guard resumed else { return }
+        let waiters = self.pauseWaiters.values
+        self.pauseWaiters.removeAll()
+        for client in waiters { client.pauseEnded() }
+    }
+
+    func waitForPause(_ client: ClientChannelHandler) {
+        self.pauseWaiters[ObjectIdentifier(client)] = client
+    }
+
+    /// Sessions with an open transaction or a statement in flight on any of `slots`.
+    func sessionsTouching(_ slots: Set<Int>) -> Int {
+        self.clients.values.reduce(0) { $0 + ($1.touches(slots) ? 1 : 0) }
+    }
+
+    /// Pool figures per server on this loop.
+    func poolStats() -> [(server: BackendServer, size: Int, busy: Int, idle: Int, waiting: Int)] {
+        self.pools.map { server, pool in
+            let stats = pool.stats
+            return (server, stats.size, stats.busy, stats.idle, stats.waiting)
+        }
     }
 
     var clientCount: Int { self.clients.count }
@@ -72,6 +112,7 @@ final class LoopContext {
 
     func clientClosed(_ client: ClientChannelHandler) {
         self.clients[ObjectIdentifier(client)] = nil
+        self.pauseWaiters[ObjectIdentifier(client)] = nil
     }
 
     /// Asks every client to finish its transaction and leave.

@@ -14,14 +14,17 @@ public struct ProxyConfiguration: Sendable {
     public var port: Int
     public var limits: PGWireLimits
     public var environment: [String: String]
+    /// Where statements are counted (nil: not counted).
+    public var metrics: ProxyMetrics?
 
     public init(map: ShardMap, host: String = "127.0.0.1", port: Int = 6432, limits: PGWireLimits = .default,
-                environment: [String: String]) {
+                environment: [String: String], metrics: ProxyMetrics? = nil) {
         self.map = map
         self.host = host
         self.port = port
         self.limits = limits
         self.environment = environment
+        self.metrics = metrics
     }
 }
 
@@ -32,12 +35,14 @@ public struct ProxyConfigurationError: Error, CustomStringConvertible {
 
 /// The PostgreSQL-protocol listener: accepts clients and serves them from per-event-loop backend pools.
 public final class ProxyServer: Sendable {
-    private let group: any EventLoopGroup
-    private let shared: SharedState
-    private let configuration: ProxyConfiguration
-    private let logger: Logger
-    private let loops: [ObjectIdentifier: (box: NIOLoopBoundBox<LoopContext?>, poolSize: Int)]
+    let group: any EventLoopGroup
+    let shared: SharedState
+    let configuration: ProxyConfiguration
+    let logger: Logger
+    let loops: [ObjectIdentifier: (box: NIOLoopBoundBox<LoopContext?>, poolSize: Int)]
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// The live map and the slots paused on every loop (changed only through the control calls).
+    let control: NIOLockedValueBox<ControlState>
 
     public init(configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws {
         let map = configuration.map
@@ -87,10 +92,7 @@ public final class ProxyServer: Sendable {
             tls: tls,
             cancelRegistry: CancelRegistry(),
             defaultServer: BackendServer(shard: first.name, role: .primary, url: first.primary, environment: configuration.environment),
-            servers: map.shards.map { shard in
-                [BackendServer(shard: shard.name, role: .primary, url: shard.primary, environment: configuration.environment)]
-                    + shard.replicas.map { BackendServer(shard: shard.name, role: .replica, url: $0, environment: configuration.environment) }
-            },
+            servers: Self.servers(of: map, environment: configuration.environment),
             limits: configuration.limits,
             poolSize: map.pool.size,
             checkoutTimeout: .milliseconds(Int64(map.pool.checkoutTimeoutMs)),
@@ -102,9 +104,18 @@ public final class ProxyServer: Sendable {
             loops[ObjectIdentifier(loop)] = (NIOLoopBoundBox.makeEmptyBox(valueType: LoopContext.self, eventLoop: loop), share)
         }
         self.loops = loops
+        self.control = NIOLockedValueBox(ControlState(map: map))
         self.group = group
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The backend servers of `map`: per shard its primary, then its replicas.
+    static func servers(of map: ShardMap, environment: [String: String]) -> [[BackendServer]] {
+        map.shards.map { shard in
+            [BackendServer(shard: shard.name, role: .primary, url: shard.primary, environment: environment)]
+                + shard.replicas.map { BackendServer(shard: shard.name, role: .replica, url: $0, environment: environment) }
+        }
     }
 
     /// Binds the listener; returns the bound address (port 0 picks a free port).
@@ -112,6 +123,15 @@ public final class ProxyServer: Sendable {
         let shared = self.shared
         let logger = self.logger
         let loops = self.loops
+        let metrics = self.configuration.metrics
+        // Every loop's context exists before the first client, so that map swaps and pauses reach them all.
+        for (_, (box, poolSize)) in loops {
+            try await box.eventLoop.submit {
+                let context = LoopContext(shared: shared, eventLoop: box.eventLoop, poolSize: poolSize, logger: logger)
+                context.routing.metrics = metrics
+                box.value = context
+            }.get()
+        }
         let channel = try await ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -119,15 +139,8 @@ public final class ProxyServer: Sendable {
             .childChannelOption(.socketOption(.so_keepalive), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let (box, poolSize) = loops[ObjectIdentifier(channel.eventLoop)]!
-                    let loop: LoopContext
-                    if let existing = box.value {
-                        loop = existing
-                    } else {
-                        loop = LoopContext(shared: shared, eventLoop: channel.eventLoop, poolSize: poolSize, logger: logger)
-                        box.value = loop
-                    }
-                    try channel.pipeline.syncOperations.addHandler(ClientChannelHandler(loop: loop, logger: logger))
+                    let (box, _) = loops[ObjectIdentifier(channel.eventLoop)]!
+                    try channel.pipeline.syncOperations.addHandler(ClientChannelHandler(loop: box.value!, logger: logger))
                 }
             }
             .bind(host: self.configuration.host, port: self.configuration.port)
@@ -162,7 +175,7 @@ public final class ProxyServer: Sendable {
         return total
     }
 
-    private func onEachLoop(_ body: @escaping @Sendable (LoopContext) -> Void) async {
+    func onEachLoop(_ body: @escaping @Sendable (LoopContext) -> Void) async {
         for (_, (box, _)) in self.loops {
             try? await box.eventLoop.submit {
                 if let context = box.value { body(context) }

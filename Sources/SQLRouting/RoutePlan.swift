@@ -30,11 +30,19 @@ public struct RoutePlan: Sendable, Hashable {
     public var resultShape: ResultShape
     /// Whether a leading-comment override decided the target.
     public var isOverride: Bool
+    /// The slots of sharded tables the statement touches: empty when it touches no sharded table, nil when
+    /// it may touch any slot (no key, or an override). A rebalance's pause holds statements that touch the
+    /// slots being moved.
+    public var slots: Set<Int>? = []
+    /// For `COPY sharded_table FROM STDIN`: how to split its rows by key (the statement runs on every shard,
+    /// each getting its own rows).
+    public var copyIn: CopyInFormat?
 
     /// Creates a plan.
     public init(
         target: Target, needsPrimary: Bool, isWrite: Bool, kinds: [StatementKind],
-        insertRowsByShard: [Int: [Int]]? = nil, resultShape: ResultShape = [], isOverride: Bool = false
+        insertRowsByShard: [Int: [Int]]? = nil, resultShape: ResultShape = [], isOverride: Bool = false,
+        copyIn: CopyInFormat? = nil
     ) {
         self.target = target
         self.needsPrimary = needsPrimary
@@ -43,6 +51,7 @@ public struct RoutePlan: Sendable, Hashable {
         self.insertRowsByShard = insertRowsByShard
         self.resultShape = resultShape
         self.isOverride = isOverride
+        self.copyIn = copyIn
     }
 
     /// The first statement's kind (`.empty` for an empty query string).

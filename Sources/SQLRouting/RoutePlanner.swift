@@ -22,14 +22,24 @@ public enum RoutePlanner {
         }
         if let override = analysis.override {
             let target = try overrideTarget(override, analysis: analysis, map: map)
-            return RoutePlan(target: target, needsPrimary: needsPrimary, isWrite: isWrite, kinds: kinds,
-                             resultShape: shape, isOverride: true)
+            var plan = RoutePlan(target: target, needsPrimary: needsPrimary, isWrite: isWrite, kinds: kinds,
+                                 resultShape: shape, isOverride: true)
+            // An override bypasses the keys: the statement may touch any slot of a sharded table.
+            plan.slots = analysis.statements.contains { $0.occurrences.contains { if case .sharded = $0.placement { true } else { false } } }
+                ? nil : []
+            return plan
         }
         var combined: RoutePlan.Target?
         var rows: [Int: [Int]]?
+        var touched: Set<Int>? = []
         for statement in analysis.statements {
             let evaluator = KeyEvaluator(analysis: analysis, parameters: parameters, slotCount: map.slotCount)
-            let (target, statementRows) = try planStatement(statement, map: map, evaluator: evaluator)
+            let (target, statementRows, statementSlots) = try planStatement(statement, map: map, evaluator: evaluator)
+            if let statementSlots, let known = touched {
+                touched = known.union(statementSlots)
+            } else {
+                touched = nil
+            }
             if let statementRows, statementRows.count > 1, analysis.statements.count > 1 {
                 throw .unsupported("a multi-row INSERT over several shards in a query string with other statements")
             }
@@ -41,8 +51,11 @@ public enum RoutePlanner {
             }
             combined = combined ?? target
         }
-        return RoutePlan(target: combined ?? .anyShard, needsPrimary: needsPrimary, isWrite: isWrite, kinds: kinds,
-                         insertRowsByShard: rows, resultShape: shape)
+        let copyIn = analysis.statements.count == 1 ? analysis.statements[0].copyIn : nil
+        var plan = RoutePlan(target: combined ?? .anyShard, needsPrimary: needsPrimary, isWrite: isWrite, kinds: kinds,
+                             insertRowsByShard: rows, resultShape: shape, copyIn: copyIn)
+        plan.slots = touched
+        return plan
     }
 
     private static func overrideTarget(
@@ -68,13 +81,14 @@ public enum RoutePlanner {
         }
     }
 
-    /// One statement's target, and for a VALUES insert into a sharded table its rows per shard.
+    /// One statement's target, for a VALUES insert into a sharded table its rows per shard, and the slots of
+    /// sharded tables it touches (nil: any slot).
     private static func planStatement(
         _ statement: StatementAnalysis, map: ShardMap, evaluator: KeyEvaluator
-    ) throws(RouteError) -> (RoutePlan.Target, [Int: [Int]]?) {
+    ) throws(RouteError) -> (RoutePlan.Target, [Int: [Int]]?, Set<Int>?) {
         switch statement.kind {
         case .transaction, .set, .reset, .show, .empty:
-            return (.anyShard, nil)
+            return (.anyShard, nil, [])
         case .read, .write, .ddl, .utility:
             break
         }
@@ -96,9 +110,10 @@ public enum RoutePlanner {
                     let names = unlisted.map { "\"\($0.table.mapName)\"" }.joined(separator: ", ")
                     throw .unsupported("DDL naming both tables in the shard map and unlisted tables (\(names))")
                 }
-                return (.shard(unlistedShard), nil)
+                return (.shard(unlistedShard), nil, [])
             }
-            return (.allShards, nil)
+            let sharded = occurrences.contains { if case .sharded = $0.placement { true } else { false } }
+            return (.allShards, nil, sharded ? nil : [])
         }
 
         // Slots each sharded occurrence's rows can live in (nil: any slot).
@@ -122,6 +137,11 @@ public enum RoutePlanner {
             }
         }
         propagate(&slots, joins: statement.keyJoins)
+        var touched: Set<Int>? = []
+        for (index, occurrence) in occurrences.enumerated() {
+            guard case .sharded = occurrence.placement else { continue }
+            if let owned = slots[index], let known = touched { touched = known.union(owned) } else { touched = nil }
+        }
 
         let routed = occurrences.indices.filter {
             if case .sharded = occurrences[$0].placement { return true }
@@ -129,7 +149,7 @@ public enum RoutePlanner {
         }
         let writesReference = occurrences.first { $0.placement == .reference && $0.role == .written }
         guard !routed.isEmpty else {
-            return (writesReference == nil ? .anyShard : .allShards, nil)
+            return (writesReference == nil ? .anyShard : .allShards, nil, touched)
         }
         if let reference = writesReference {
             let source = occurrences[routed[0]].table.mapName
@@ -149,7 +169,7 @@ public enum RoutePlanner {
         }
         if everyShard { shards = Set(map.shards.indices) }
         guard shards.count > 1 else {
-            return (shards.first.map { .shard($0) } ?? .anyShard, rowsByShard)
+            return (shards.first.map { .shard($0) } ?? .anyShard, rowsByShard, touched)
         }
         if componentCount(routed, joins: statement.keyJoins) > 1 {
             var names: [String] = []
@@ -165,7 +185,7 @@ public enum RoutePlanner {
             throw .unsupported("an aggregate, DISTINCT, LIMIT, window or set operation inside a subquery or CTE "
                 + "over several shards")
         }
-        return (everyShard ? .allShards : .shards(shards), rowsByShard)
+        return (everyShard ? .allShards : .shards(shards), rowsByShard, touched)
     }
 
     /// Narrows each occurrence's slots by the slots of occurrences joined to it on the key, to a fixpoint.

@@ -134,6 +134,8 @@ public struct StatementAnalysis: Sendable, Hashable {
     public var unsupported: String?
     /// A construct that must run on a single shard (e.g. a cursor), refused when the keys span several.
     public var singleShardOnly: String?
+    /// `COPY ... FROM STDIN` into a sharded table: how to find each row's key in the data.
+    public var copyIn: CopyInFormat?
     /// The statement calls set_config(), which can change session state no ParameterStatus reports.
     public var callsSetConfig = false
     /// The statement creates something that lives as long as the session, not the transaction: a temporary
@@ -168,5 +170,45 @@ public struct StatementAnalysis: Sendable, Hashable {
             occurrence.insertRows?.forEach(collect)
         }
         return numbers
+    }
+}
+
+/// How the rows of a `COPY sharded_table FROM STDIN` are written, as far as finding each row's shard key
+/// goes (PostgreSQL's COPY text and CSV formats).
+public struct CopyInFormat: Sendable, Hashable {
+    public enum Format: Sendable, Hashable {
+        case text
+        case csv
+    }
+
+    /// The table, as the map names it.
+    public var table: String
+    public var key: String
+    public var keyType: ShardKeyType
+    /// The key's position among the columns of the column list; nil when the COPY names no columns (then
+    /// it is the key's position among the table's columns, which only the server knows).
+    public var keyColumn: Int?
+    public var format: Format
+    /// One byte (PostgreSQL requires a single one-byte character).
+    public var delimiter: UInt8
+    /// The NULL string (`\N` in text format, empty in CSV, unless set).
+    public var null: String
+    /// The first line is a header (each shard gets it too).
+    public var header: Bool
+    public var quote: UInt8
+    public var escape: UInt8
+
+    public init(table: String, key: String, keyType: ShardKeyType, keyColumn: Int?, format: Format, delimiter: UInt8,
+                null: String, header: Bool, quote: UInt8, escape: UInt8) {
+        self.table = table
+        self.key = key
+        self.keyType = keyType
+        self.keyColumn = keyColumn
+        self.format = format
+        self.delimiter = delimiter
+        self.null = null
+        self.header = header
+        self.quote = quote
+        self.escape = escape
     }
 }

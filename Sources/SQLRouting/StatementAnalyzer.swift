@@ -222,15 +222,81 @@ struct StatementAnalyzer {
         let from = tree.bool(body, "is_from")
         if let relation = tree.member(body, "relation") {
             let index = addOccurrence(relation, role: from ? .written : .read)
-            if from, let index, case .sharded = analysis.occurrences[index].placement {
-                analysis.unsupported = "COPY FROM into sharded table \"\(analysis.occurrences[index].table.mapName)\" "
-                    + "(rows would have to be split by shard key); use INSERT"
+            if from, let index, case .sharded(let key, let type) = analysis.occurrences[index].placement {
+                let table = analysis.occurrences[index].table.mapName
+                switch copyInFormat(body, table: table, key: key, type: type) {
+                case .success(let format): analysis.copyIn = format
+                case .failure(let refusal): analysis.unsupported = refusal.reason
+                }
             }
         }
         if let query = tree.member(body, "query"), let (key, inner) = tree.node(query) {
             _ = analyzeStatement(type: tree.string(key), body: inner, top: true)
         }
         return from ? .write : .read
+    }
+
+    /// The data format of `COPY table FROM STDIN` into a sharded table, or why its rows cannot be split.
+    private func copyInFormat(_ body: Int, table: String, key: String, type: ShardKeyType) -> Result<CopyInFormat, CopyRefusal> {
+        let into = "COPY FROM into sharded table \"\(table)\""
+        if tree.member(body, "filename") != nil || tree.bool(body, "is_program") {
+            return .failure(CopyRefusal(into + " from a server-side file or program (each shard would read its own); "
+                + "send the data from the client (COPY FROM STDIN, psql's \\copy)"))
+        }
+        var columns: [String] = []
+        for column in tree.elements(body, "attlist") {
+            if let (_, string) = tree.node(column), let name = tree.string(string, "sval") { columns.append(name) }
+        }
+        var keyColumn: Int?
+        if !columns.isEmpty {
+            guard let position = columns.firstIndex(of: key) else {
+                return .failure(CopyRefusal(into + " whose column list does not include its shard key \"\(key)\""))
+            }
+            keyColumn = position
+        }
+        var options: [String: String] = [:]
+        for option in tree.elements(body, "options") {
+            guard let (_, def) = tree.node(option), let name = tree.string(def, "defname") else { continue }
+            var value = "true"
+            if let arg = tree.member(def, "arg"), let (argType, argBody) = tree.node(arg) {
+                if tree.equals(argType, "Boolean") {
+                    value = tree.bool(argBody, "boolval") ? "true" : "false"
+                } else if let text = tree.string(argBody, "sval") {
+                    value = text
+                } else if let number = tree.int(argBody, "ival") {
+                    value = String(number)
+                }
+            }
+            options[name] = value
+        }
+        let formatName = options["format"]?.lowercased() ?? "text"
+        let format: CopyInFormat.Format
+        switch formatName {
+        case "text": format = .text
+        case "csv": format = .csv
+        default:
+            return .failure(CopyRefusal(into + " in \(formatName) format (ShardGate splits text and CSV rows by key)"))
+        }
+        if let encoding = options["encoding"], !["utf8", "utf-8", "unicode"].contains(encoding.lowercased()) {
+            return .failure(CopyRefusal(into + " with ENCODING \(encoding) (ShardGate reads the keys as UTF-8)"))
+        }
+        func byte(_ name: String, default fallback: UInt8) -> UInt8? {
+            guard let text = options[name] else { return fallback }
+            let bytes = Array(text.utf8)
+            return bytes.count == 1 ? bytes[0] : nil
+        }
+        let defaultDelimiter = UInt8(ascii: format == .csv ? "," : "\t")
+        guard let delimiter = byte("delimiter", default: defaultDelimiter),
+              let quote = byte("quote", default: UInt8(ascii: "\"")) else {
+            return .failure(CopyRefusal(into + " with a DELIMITER or QUOTE that is not one single-byte character"))
+        }
+        guard let escape = byte("escape", default: quote) else {
+            return .failure(CopyRefusal(into + " with an ESCAPE that is not one single-byte character"))
+        }
+        let header = options["header"].map { ["true", "on", "1", "yes", "match"].contains($0.lowercased()) } ?? false
+        return .success(CopyInFormat(table: table, key: key, keyType: type, keyColumn: keyColumn, format: format,
+                                     delimiter: delimiter, null: options["null"] ?? (format == .csv ? "" : "\\N"),
+                                     header: header, quote: quote, escape: escape))
     }
 
     // MARK: - DDL
@@ -312,4 +378,10 @@ struct StatementAnalyzer {
         if case .sharded(let key, let type) = analysis.occurrences[index].placement { return (key, type) }
         return nil
     }
+}
+
+/// Why a COPY into a sharded table cannot be split.
+struct CopyRefusal: Error {
+    var reason: String
+    init(_ reason: String) { self.reason = reason }
 }

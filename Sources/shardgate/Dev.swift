@@ -45,17 +45,18 @@ struct Dev: AsyncParsableCommand {
             _ = Self.run(script, ["stop", "--dir", directory])
             throw startupFailure("shardgate dev: cannot load \(mapPath): \(error)")
         }
-        let (host, port) = try self.options.listenAddress(environment: environment)
+        let (host, _) = try self.options.listenAddress(environment: environment)
+        let (adminHost, adminPort) = try self.options.adminAddress(environment: environment)
         let database = map.databaseName
         defer { _ = Self.run(script, ["stop", "--dir", directory]) }
-        try await runProxy(map: map, host: host, port: port, limits: try self.options.limits(environment: environment),
-                           threads: try self.options.threadCount(environment: environment),
-                           environment: environment, logger: logger) { address in
+        try await runProxy(map: map, mapPath: mapPath, options: self.options, environment: environment,
+                           logger: logger) { address in
             let shown = address.port.map { "\(host):\($0)" } ?? "\(address)"
             FileHandle.standardOutput.write(Data("""
 
                 ShardGate dev is running: \(map.shards.count) shards, each a primary with a streaming replica.
                   connect:   psql "postgresql://postgres@\(shown)/\(database)"
+                  dashboard: http://\(adminHost):\(adminPort)/
                   shard map: \(mapPath)
                 Press Ctrl-C to stop the proxy and the local cluster.
 

@@ -1,9 +1,13 @@
+import AdminServer
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import PGWire
+import Prometheus
+import ProxyCore
 import ProxyServer
 import ShardMap
 
@@ -30,6 +34,21 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Event-loop threads (env SHARDGATE_THREADS); default: one per CPU core.")
     var threads: Int?
 
+    @Option(help: "Address of the HTTP admin port, host:port (env SHARDGATE_ADMIN); default 127.0.0.1:9930.")
+    var admin: String?
+
+    @Option(help: "Bearer token the admin port's mutating endpoints require (env SHARDGATE_ADMIN_TOKEN); without one they are refused.")
+    var adminToken: String?
+
+    func adminAddress(environment: [String: String]) throws -> (host: String, port: Int) {
+        try Self.address(self.admin ?? environment["SHARDGATE_ADMIN"] ?? "127.0.0.1:9930", option: "--admin")
+    }
+
+    func adminTokenValue(environment: [String: String]) -> String? {
+        let token = self.adminToken ?? environment["SHARDGATE_ADMIN_TOKEN"]
+        return token?.isEmpty == false ? token : nil
+    }
+
     func threadCount(environment: [String: String]) throws -> Int {
         let value = self.threads ?? environment["SHARDGATE_THREADS"].flatMap(Int.init) ?? System.coreCount
         guard value >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -37,9 +56,12 @@ struct ProxyOptions: ParsableArguments {
     }
 
     func listenAddress(environment: [String: String]) throws -> (host: String, port: Int) {
-        let text = self.listen ?? environment["SHARDGATE_LISTEN"] ?? "127.0.0.1:6432"
+        try Self.address(self.listen ?? environment["SHARDGATE_LISTEN"] ?? "127.0.0.1:6432", option: "--listen")
+    }
+
+    static func address(_ text: String, option: String) throws -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen must be host:port, got \"\(text)\"")
+            throw ValidationError("\(option) must be host:port, got \"\(text)\"")
         }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
@@ -81,10 +103,8 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw startupFailure("shardgate: cannot load \(path): \(error)")
         }
-        let (host, port) = try self.options.listenAddress(environment: environment)
-        try await runProxy(map: shardMap, host: host, port: port, limits: try self.options.limits(environment: environment),
-                           threads: try self.options.threadCount(environment: environment),
-                           environment: environment, logger: logger, announce: nil)
+        try await runProxy(map: shardMap, mapPath: path, options: self.options, environment: environment, logger: logger,
+                           announce: nil)
     }
 }
 
@@ -94,22 +114,45 @@ func startupFailure(_ message: String) -> ExitCode {
     return ExitCode.failure
 }
 
-/// Runs the proxy until SIGINT or SIGTERM, then drains it.
-func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, threads: Int, environment: [String: String],
-              logger: Logger, announce: (@Sendable (SocketAddress) -> Void)?) async throws {
-    // Caught from the start: a signal that arrives while the listener comes up still drains and exits 0.
+/// Runs the proxy (with its lag monitor and admin port) until SIGINT or SIGTERM, then drains it.
+func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environment: [String: String], logger: Logger,
+              announce: (@Sendable (SocketAddress) -> Void)?) async throws {
+    // Caught from the start: a signal that arrives while the listeners come up still drains and exits 0.
     let signals = TerminationSignals()
+    let (host, port) = try options.listenAddress(environment: environment)
+    let (adminHost, adminPort) = try options.adminAddress(environment: environment)
+    let limits = try options.limits(environment: environment)
+    let threads = try options.threadCount(environment: environment)
+
+    let registry = PrometheusCollectorRegistry()
+    var factory = PrometheusMetricsFactory(registry: registry)
+    factory.durationHistogramBuckets[ProxyMetrics.queryDurationLabel] = ProxyMetrics.queryDurationBuckets
+    MetricsSystem.bootstrap(factory)
+    let metrics = ProxyMetrics(map: map)
+
     // Every event loop owns a share of each backend pool, so there are never more loops than pool.size.
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(threads, map.pool.size))
     let server: ProxyServer
     do {
         server = try ProxyServer(configuration: ProxyConfiguration(map: map, host: host, port: port, limits: limits,
-                                                                   environment: environment),
+                                                                   environment: environment, metrics: metrics),
                                  group: group, logger: logger)
     } catch {
         try? await group.shutdownGracefully()
         throw startupFailure("shardgate: \(error)")
     }
+    let monitor = LagMonitor(map: map, environment: environment, eventLoopGroup: group, logger: logger) { snapshot in
+        server.publish(lag: snapshot)
+        metrics.record(lag: snapshot)
+    }
+    let admin = AdminServer(
+        configuration: .init(host: adminHost, port: adminPort, token: options.adminTokenValue(environment: environment),
+                             environment: environment,
+                             mapDirectory: mapPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }),
+        backend: ProxyAdmin(server: server, monitor: monitor, metrics: metrics, mapPath: mapPath, environment: environment,
+                            logger: logger),
+        metrics: metrics, registry: registry, eventLoopGroup: group, logger: logger)
+
     let address: SocketAddress
     do {
         address = try await server.start()
@@ -117,12 +160,52 @@ func runProxy(map: ShardMap, host: String, port: Int, limits: PGWireLimits, thre
         try? await group.shutdownGracefully()
         throw startupFailure("shardgate: cannot listen on \(host):\(port): \(error)")
     }
-    logger.info("shardgate listening", metadata: ["address": "\(address)", "map_version": "\(map.version)",
-                                                   "shards": "\(map.shards.count)"])
-    announce?(address)
-    let signal = await signals.wait()
-    logger.info("received \(signal); draining clients")
-    await server.shutdown(grace: .seconds(10))
+    let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { tasks in
+        tasks.addTask {
+            await monitor.run()
+            return nil
+        }
+        let adminUp = AsyncStream<Result<SocketAddress, any Error>>.makeStream()
+        tasks.addTask {
+            do {
+                try await admin.run { address in adminUp.continuation.yield(.success(address)) }
+                return nil
+            } catch {
+                adminUp.continuation.yield(.failure(error))
+                return error
+            }
+        }
+        var adminAddress: SocketAddress?
+        for await result in adminUp.stream {
+            switch result {
+            case .success(let bound): adminAddress = bound
+            case .failure: break
+            }
+            break
+        }
+        guard let adminAddress else {
+            monitor.shutdown()
+            tasks.cancelAll()
+            var error: (any Error)?
+            for await result in tasks where result != nil { error = result }
+            return error
+        }
+        logger.info("shardgate listening", metadata: ["address": "\(address)", "admin": "\(adminAddress)",
+                                                       "map_version": "\(map.version)", "shards": "\(map.shards.count)"])
+        announce?(address)
+        let signal = await signals.wait()
+        logger.info("received \(signal); draining clients")
+        await server.shutdown(grace: .seconds(10))
+        monitor.shutdown()
+        tasks.cancelAll()
+        for await _ in tasks {}
+        return nil
+    }
+    if let failure {
+        await server.shutdown(grace: .zero)
+        try? await group.shutdownGracefully()
+        throw startupFailure("shardgate: \(failure)")
+    }
     try? await group.shutdownGracefully()
     logger.info("shardgate stopped")
 }

@@ -13,9 +13,9 @@ import Testing
 struct EngineHarness {
     /// A monotonic clock the test moves.
     final class Clock: Sendable {
-        let value = NIOLockedValueBox<UInt64>(1_000)
-        func advance(_ by: UInt64 = 1_000) { self.value.withLockedValue { $0 += by } }
-        var now: UInt64 { self.value.withLockedValue { $0 } }
+        let value = NIOLockedValueBox<NIODeadline>(.uptimeNanoseconds(1_000_000))
+        func advance(_ by: TimeAmount = .milliseconds(1)) { self.value.withLockedValue { $0 = $0 + by } }
+        var now: NIODeadline { self.value.withLockedValue { $0 } }
     }
 
     static let mapJSON = #"""
@@ -60,7 +60,21 @@ struct EngineHarness {
     init(parameters: [(String, String)] = [], clock: Clock = Clock(), context: RoutingContext? = nil) {
         self.clock = clock
         self.context = context ?? RoutingContext(map: Self.map, clock: { clock.now })
+        if context == nil { self.context.lag = Self.lag() }
         self.engine = SessionEngine(parameters: SessionParameters(startup: parameters), shardNames: ["s0", "s1"])
+    }
+
+    /// A lag snapshot of the test map: every replica in rotation with `replay`, primaries sampled at `samples`.
+    static func lag(inRotation: [[Bool]] = [[true], [true]], replay: [[UInt64]] = [[0], [0]],
+                    samples: [[(sentAt: NIODeadline, lsn: UInt64)]] = [[], []]) -> LagSnapshot {
+        LagSnapshot(shards: (0..<2).map { shard in
+            ShardLag(name: "s\(shard)", primary: PrimaryLag(url: "p\(shard)", healthy: true),
+                     replicas: (0..<inRotation[shard].count).map { r in
+                         ReplicaLag(url: "r\(shard)", health: .healthy, inRotation: inRotation[shard][r],
+                                    replayLSN: LSN(replay[shard][r]))
+                     },
+                     primaryPositions: samples[shard].map { PrimaryPosition(sentAt: $0.sentAt, lsn: LSN($0.lsn)) })
+        })
     }
 
     // MARK: events

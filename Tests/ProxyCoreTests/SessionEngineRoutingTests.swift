@@ -60,7 +60,7 @@ import Testing
     @Test func aTableMissingFromTheMapIsRefusedWhenThereIsNoUnlistedShard() {
         var map = H.map
         map.unlistedTables = nil
-        var h = H(context: RoutingContext(map: map, clock: { 0 }))
+        var h = H(context: RoutingContext(map: map))
         let sent = h.client(Frames.query("SELECT * FROM nowhere")).sentToClient
         guard case .errorResponse(let error)? = sent.first else {
             Issue.record("expected an ErrorResponse, got \(sent)")
@@ -126,15 +126,13 @@ import Testing
         h.reply(other.acquiredIDs[0], answer([]))
 
         // A primary sample taken after the write resolves the fence; a replica behind it still may not serve.
-        var routing = h.context.replicaRouting
-        routing.primaries[1] = .init(lsn: 500, sentAt: h.clock.now + 1)
-        routing.replicas[1][0] = .init(inRotation: true, replayLSN: 499)
-        h.context.replicaRouting = routing
+        let later = h.clock.now + .nanoseconds(1)
+        h.context.lag = H.lag(replay: [[0], [499]], samples: [[], [(later, 500)]])
         let behind = h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)"))
         #expect(behind.acquired == [.primary(1)])
         h.grant(behind.acquiredIDs[0])
         h.reply(behind.acquiredIDs[0], answer([]))
-        h.context.replicaRouting.replicas[1][0].replayLSN = 500
+        h.context.lag = H.lag(replay: [[0], [500]], samples: [[], [(later, 500)]])
         #expect(h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")).acquired
                 == [BackendTarget(shard: 1, replica: 0)])
     }
@@ -143,8 +141,7 @@ import Testing
         var h = H()
         let write = h.client(Frames.query("DELETE FROM users WHERE id = \(H.keyOnS0)")).acquiredIDs[0]
         h.grant(write)
-        h.context.replicaRouting.primaries[0] = .init(lsn: 100, sentAt: h.clock.now)   // sent before completion
-        h.context.replicaRouting.replicas[0][0].replayLSN = 100
+        h.context.lag = H.lag(replay: [[100], [0]], samples: [[(h.clock.now, 100)], []])   // sent before completion
         h.clock.advance()
         h.reply(write, done("DELETE 1"))
         #expect(h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS0)")).acquired == [.primary(0)])
@@ -152,7 +149,7 @@ import Testing
 
     @Test func aReplicaOutOfRotationIsNotUsed() {
         var h = H()
-        h.context.replicaRouting.replicas[1][0].inRotation = false
+        h.context.lag = H.lag(inRotation: [[true], [false]])
         #expect(h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")).acquired == [.primary(1)])
     }
 

@@ -35,3 +35,27 @@ import Testing
         }
     }
 }
+
+/// What the analysis says about COPY FROM into a sharded table.
+@Suite struct CopyInFormatTests {
+    static func format(_ sql: String) throws -> CopyInFormat? {
+        try SQLAnalyzer.analyze(sql, tables: ["users": .sharded(key: "id", type: .bigint)]).statements.first?.copyIn
+    }
+
+    @Test func theDefaultsArePostgreSQLs() throws {
+        let text = try #require(try Self.format("COPY users FROM STDIN"))
+        #expect(text.format == .text && text.delimiter == UInt8(ascii: "\t") && text.null == "\\N" && !text.header)
+        #expect(text.keyColumn == nil)
+        let csv = try #require(try Self.format("COPY users (name, id) FROM STDIN CSV HEADER"))
+        #expect(csv.format == .csv && csv.delimiter == UInt8(ascii: ",") && csv.null == "" && csv.header)
+        #expect(csv.quote == UInt8(ascii: "\"") && csv.escape == UInt8(ascii: "\""))
+        #expect(csv.keyColumn == 1)
+    }
+
+    @Test func optionsAreRead() throws {
+        let f = try #require(try Self.format(
+            "COPY users (id) FROM STDIN WITH (FORMAT csv, DELIMITER ';', NULL 'nil', QUOTE '''', ESCAPE '\\', HEADER false)"))
+        #expect(f.delimiter == UInt8(ascii: ";") && f.null == "nil" && f.quote == UInt8(ascii: "'"))
+        #expect(f.escape == UInt8(ascii: "\\") && !f.header && f.keyColumn == 0)
+    }
+}

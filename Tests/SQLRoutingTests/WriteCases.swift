@@ -62,7 +62,12 @@ enum WriteCases {
         write("TRUNCATE users", .allShards),
         write("TRUNCATE countries", .allShards),
         read("COPY users TO STDOUT", .allShards),
-        refused("COPY users FROM STDIN", "0A000"),
+        write("COPY users FROM STDIN", .allShards),
+        write("COPY users (name, id) FROM STDIN WITH (FORMAT csv, HEADER)", .allShards),
+        refused("COPY users FROM STDIN (FORMAT binary)", "0A000"),
+        refused("COPY users FROM '/tmp/users.csv'", "0A000"),
+        refused("COPY users (name) FROM STDIN", "0A000"),
+        refused("COPY users FROM STDIN (DELIMITER '||')", "0A000"),
         write("COPY countries FROM STDIN", .allShards),
         read("COPY (SELECT * FROM users WHERE id = 2) TO STDOUT", on(2)),
     ]
