@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "ProxyCore",
             dependencies: [
-                "PGWire", "ShardMap", "PGAuth", "SQLRouting",
+                "PGWire", "ShardMap", "PGAuth", "SQLRouting", "ResultMerge",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "ProxyServer",
             dependencies: [
-                "ProxyCore", "PGWire", "ShardMap", "PGAuth", "SQLRouting",
+                "ProxyCore", "PGWire", "ShardMap", "PGAuth", "SQLRouting", "ResultMerge",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -19,6 +19,8 @@ public struct ResponseTracker: Sendable {
             case query, sync, functionCall, parse, bind, describeStatement, describePortal, execute, close
             /// An answer ShardGate gives itself at this point of the stream (no backend message).
             case local
+            /// A Describe of a portal ShardGate injected so that a merge learns the columns before the rows.
+            case mergeDescribe
         }
 
         public var kind: Kind
@@ -36,7 +38,7 @@ public struct ResponseTracker: Sendable {
 
         public var isExtended: Bool {
             switch self.kind {
-            case .parse, .bind, .describeStatement, .describePortal, .execute, .close: return true
+            case .parse, .bind, .describeStatement, .describePortal, .execute, .close, .mergeDescribe: return true
             case .query, .sync, .functionCall, .local: return false
             }
         }
@@ -137,10 +139,8 @@ public struct ResponseTracker: Sendable {
             ends = current.kind == .bind
         case BackendMessageID.closeComplete.rawValue:
             ends = current.kind == .close
-        case BackendMessageID.noData.rawValue:
-            ends = current.kind == .describeStatement || current.kind == .describePortal
-        case BackendMessageID.rowDescription.rawValue:
-            ends = current.kind == .describeStatement || current.kind == .describePortal
+        case BackendMessageID.noData.rawValue, BackendMessageID.rowDescription.rawValue:
+            ends = current.kind == .describeStatement || current.kind == .describePortal || current.kind == .mergeDescribe
         case BackendMessageID.commandComplete.rawValue, BackendMessageID.emptyQueryResponse.rawValue,
              BackendMessageID.portalSuspended.rawValue:
             ends = current.kind == .execute

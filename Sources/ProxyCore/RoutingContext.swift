@@ -1,4 +1,5 @@
 import NIOCore
+import ResultMerge
 import ShardMap
 import SQLRouting
 
@@ -37,6 +38,10 @@ public enum ReadFence: Sendable, Equatable {
 public struct RoutingContext {
     public var router: SQLRouter
     public var catalog = StatementCatalog()
+    /// Merge plans of reads over several shards, by statement text.
+    public var mergePlans = MergePlanCache()
+    /// The databases' collation (`datcollate`), for ordering text in merges; nil until read from a shard.
+    public var collation: TextCollation?
     /// Replicas' rotation and replay positions, primaries' sampled positions (`LagMonitor`). Before the
     /// first sample no replica is in rotation: reads go to primaries.
     public var lag: LagSnapshot
@@ -61,6 +66,7 @@ public struct RoutingContext {
     public mutating func updateMap(_ map: ShardMap) {
         let sameShards = map.shards.map(\.name) == self.router.map.shards.map(\.name)
             && map.shards.map(\.replicas.count) == self.router.map.shards.map(\.replicas.count)
+        if map.tables != self.router.map.tables { self.mergePlans.removeAll() }
         self.router.updateMap(map)
         if !sameShards { self.lag = LagModel(map: map).snapshot }
     }

@@ -1,5 +1,6 @@
 import NIOCore
 import PGWire
+import ResultMerge
 
 /// Combines the answers of several shards to the same client messages into the one answer a single
 /// PostgreSQL would give: one RowDescription, the rows of every shard (concatenated as they arrive, or
@@ -64,6 +65,8 @@ struct ScatterCombiner {
         var notices: Set<String> = []
         var copyOutSent = false
         var copyDone = 0
+        /// The rows of this result went through the merger.
+        var merged = false
         /// The message that ended the result on the first member that ended it without an error.
         var end: (id: UInt8, payload: ByteBuffer)?
     }
@@ -85,6 +88,14 @@ struct ScatterCombiner {
     private var pause: [Int] = []
     private var resume: [Int] = []
 
+    /// For a read whose rows must be merged (ORDER BY, LIMIT, aggregates, ...): the rows, the RowDescription
+    /// and the CommandComplete of the (one) result go through it, and its output is the client's.
+    private(set) var merger: ResultMerger?
+    private var mergeSpec: MergeSpec?
+    /// Extended protocol: the merged rows' RowDescription is not the client's (only Describe answers with one).
+    private var dropMergedDescription = false
+    private var mergePaused: [Bool] = []
+
     /// Pause a member once it has buffered this much for later results.
     static let bufferLimit = 1 << 20
 
@@ -99,11 +110,23 @@ struct ScatterCombiner {
 
     var memberCount: Int { self.members.count }
 
+    /// A combiner whose rows are merged by `merger`.
+    init(shardNames: [String], merger: ResultMerger, spec: MergeSpec, extendedProtocol: Bool = false,
+         allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.init(shardNames: shardNames, rows: .concatenate, isWrite: false, allocator: allocator)
+        self.merger = merger
+        self.mergeSpec = spec
+        self.dropMergedDescription = extendedProtocol
+        self.mergePaused = Array(repeating: false, count: shardNames.count)
+    }
+
     /// Whether message `id`, answering a message of `kind`, is the last of a result.
     static func endsResult(_ kind: ResponseTracker.Expected.Kind, _ id: UInt8) -> Bool {
         switch id {
         case BackendMessageID.rowDescription.rawValue:
-            return kind == .describeStatement || kind == .describePortal
+            return kind == .describeStatement || kind == .describePortal || kind == .mergeDescribe
+        case BackendMessageID.noData.rawValue where kind == .mergeDescribe:
+            return true
         case BackendMessageID.errorResponse.rawValue, BackendMessageID.commandComplete.rawValue, BackendMessageID.emptyQueryResponse.rawValue,
              BackendMessageID.parseComplete.rawValue, BackendMessageID.bindComplete.rawValue,
              BackendMessageID.closeComplete.rawValue, BackendMessageID.noData.rawValue,
@@ -186,6 +209,26 @@ struct ScatterCombiner {
     }
 
     private mutating func handle(member: Int, kind: ResponseTracker.Expected.Kind, id: UInt8, payload: ByteBuffer) {
+        if self.merger != nil, kind == .query || kind == .execute || kind == .mergeDescribe,
+           self.mergeHandle(member: member, kind: kind, id: id, payload: payload) {
+            return
+        }
+        if let spec = self.mergeSpec, id == BackendMessageID.rowDescription.rawValue,
+           kind == .describePortal || kind == .describeStatement {
+            // The client's Describe of a merged portal: the columns it will get (hidden ones removed,
+            // aggregates typed as the merge gives them).
+            var reader = payload
+            var encoded = ByteBuffer()
+            if let shard = try? RowDescription.decode(from: &reader),
+               let client = try? ResultMerger.clientDescription(spec: spec, shardDescription: shard) {
+                client.encode(into: &encoded)
+            } else {
+                encoded = payload
+            }
+            self.noteRowDescription(member: member, payload: encoded)
+            self.finish(member: member, id: id, payload: encoded)
+            return
+        }
         switch id {
         case BackendMessageID.rowDescription.rawValue:
             self.noteRowDescription(member: member, payload: payload)
@@ -236,6 +279,59 @@ struct ScatterCombiner {
         }
     }
 
+    /// A message of the merged result; false for messages the merge does not take (notices, copy, ...).
+    private mutating func mergeHandle(member: Int, kind: ResponseTracker.Expected.Kind, id: UInt8, payload: ByteBuffer) -> Bool {
+        var reader = payload
+        self.state.merged = true
+        switch id {
+        case BackendMessageID.rowDescription.rawValue:
+            guard let description = try? RowDescription.decode(from: &reader) else { return false }
+            self.merger!.rowDescription(shard: member, description)
+            if kind == .mergeDescribe { self.finish(member: member, id: id, payload: payload) }
+        case BackendMessageID.noData.rawValue where kind == .mergeDescribe:
+            self.finish(member: member, id: id, payload: payload)
+        case BackendMessageID.dataRow.rawValue:
+            guard let row = try? DataRow.decode(from: &reader) else { return false }
+            self.merger!.dataRow(shard: member, row)
+        case BackendMessageID.commandComplete.rawValue:
+            let tag = payload.getString(at: payload.readerIndex, length: max(0, payload.readableBytes - 1)) ?? ""
+            self.merger!.commandComplete(shard: member, tag: tag)
+            self.finish(member: member, id: id, payload: payload)
+        case BackendMessageID.errorResponse.rawValue:
+            let fields = (try? ErrorNoticeFields.decode(from: &reader, message: "ErrorResponse"))
+                ?? ProxyErrors.error("XX000", "malformed error from shard \(self.shardNames[member])")
+            self.merger!.shardFailed(shard: member, fields)
+            self.finish(member: member, id: id, payload: payload)
+        case BackendMessageID.emptyQueryResponse.rawValue, BackendMessageID.portalSuspended.rawValue:
+            self.finish(member: member, id: id, payload: payload)
+        default:
+            return false
+        }
+        while let out = self.merger!.nextOutput() {
+            switch out {
+            case .rowDescription(let description):
+                if !self.dropMergedDescription { BackendMessage.rowDescription(description).encode(into: &self.output) }
+            case .dataRow(let row): BackendMessage.dataRow(row).encode(into: &self.output)
+            case .commandComplete(let tag): BackendMessage.commandComplete(tag).encode(into: &self.output)
+            case .errorResponse(let error):
+                BackendMessage.errorResponse(error).encode(into: &self.output)
+                self.failed = true
+            }
+        }
+        // Backpressure: a shard the merge has enough rows from is not read until it needs more.
+        for index in self.mergePaused.indices {
+            let wants = self.merger!.wantsInput(from: index)
+            if !wants, !self.mergePaused[index] {
+                self.mergePaused[index] = true
+                self.pause.append(index)
+            } else if wants, self.mergePaused[index] {
+                self.mergePaused[index] = false
+                self.resume.append(index)
+            }
+        }
+        return true
+    }
+
     private mutating func finish(member: Int, id: UInt8, payload: ByteBuffer) {
         self.members[member].handled += 1
         if id != BackendMessageID.errorResponse.rawValue, self.state.end == nil {
@@ -276,6 +372,10 @@ struct ScatterCombiner {
     }
 
     private mutating func emitResult() {
+        if self.state.merged {
+            // The merger answered the result itself (CommandComplete or one ErrorResponse).
+            return
+        }
         guard let end = self.state.end else {
             // Every member failed.
             if !self.failed {

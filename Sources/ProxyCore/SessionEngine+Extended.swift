@@ -1,5 +1,6 @@
 import NIOCore
 import PGWire
+import ResultMerge
 import ShardMap
 import SQLRouting
 
@@ -156,6 +157,10 @@ extension SessionEngine {
             return self.refuse(ProxyErrors.unsupported("a multi-row INSERT with bind parameters whose rows go to several "
                 + "shards", hint: "Send one INSERT per row (executemany does), or one per shard."), simpleQuery: false)
         }
+        if self.mergeNeeded(plan) != nil {
+            return self.bindMerged(frame, bind: bind, statement: statement, plan: plan, shards: shards, effect: effect,
+                                   context: &context)
+        }
         guard self.isReadyForGroup(shards) else { return false }
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
@@ -173,6 +178,55 @@ extension SessionEngine {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
             self.enqueue(Self.ensure(statement), to: member)
             self.enqueue(.bytes(bytes, [.init(.bind, .combine)]), to: member)
+        }
+        self.portals[bind.portal] = .group
+        self.batch = .group
+        return true
+    }
+
+    /// Bind of a read over several shards whose rows are merged. Each shard prepares the planner's rewritten
+    /// SQL as its unnamed statement, binds it with the client's values (and a result format for each hidden
+    /// column), and describes the portal for the merge, which needs the columns before the rows.
+    mutating func bindMerged(_ frame: PGFrame, bind: Bind, statement: ClientStatement, plan: RoutePlan, shards: [Int],
+                             effect: SessionEffect, context: inout RoutingContext) -> Bool {
+        let mergePlan: MergePlan
+        let spec: MergeSpec
+        do {
+            mergePlan = try context.mergePlans.plan(statement.key.sql)
+            let values = bind.parameters.indices.map { index -> BindParameter in
+                let type = index < statement.key.parameterTypes.count ? statement.key.parameterTypes[index] : 0
+                return BindParameter(format: bind.format(ofParameter: index) == 1 ? .binary : .text, typeOID: type,
+                                     value: bind.parameters[index].map { Array($0.readableBytesView) })
+            }
+            spec = try MergeSpec(plan: mergePlan, parameters: BindParameters(values),
+                                 parameterTypes: statement.key.parameterTypes)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: false)
+        }
+        guard self.isReadyForGroup(shards) else { return false }
+        let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
+        let merger = ResultMerger(spec: spec, shardCount: shards.count, maxBufferedBytes: context.map.merge.maxBytes,
+                                  collation: context.collation ?? Self.unknownCollation, shardNames: names)
+        let combiner = ScatterCombiner(shardNames: names, merger: merger, spec: spec, extendedProtocol: true,
+                                       allocator: self.allocator)
+        let members = self.makeGroup(shards, primary: plan.needsPrimary, combiner: combiner, context: &context)
+        self.sendHeld(to: members)
+        var shardBind = bind
+        shardBind.statement = ""
+        if shardBind.resultFormats.count > 1 {
+            shardBind.resultFormats += Array(repeating: 0, count: mergePlan.hiddenColumnCount)
+        }
+        var out = self.allocator.buffer(capacity: mergePlan.shardSQL.utf8.count + 64)
+        FrontendMessage.parse(Parse(name: "", query: mergePlan.shardSQL, parameterTypes: statement.key.parameterTypes))
+            .encode(into: &out)
+        FrontendMessage.bind(shardBind).encode(into: &out)
+        FrontendMessage.describe(.portal(bind.portal)).encode(into: &out)
+        for (index, member) in members.enumerated() {
+            self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
+            self.enqueue(.bytes(out, [.init(.parse, .swallow), .init(.bind, .combine), .init(.mergeDescribe, .combine)]),
+                         to: member)
+            // The unnamed statement there is now the rewritten one, not the client's.
+            if let i = self.index(of: member) { self.leases[i].unnamedValid = false }
         }
         self.portals[bind.portal] = .group
         self.batch = .group

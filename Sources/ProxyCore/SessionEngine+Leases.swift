@@ -125,6 +125,14 @@ extension SessionEngine {
     /// Makes the group over `shards` (reusing it while its batch is open), one member per shard.
     mutating func makeGroup(_ shards: [Int], primary: Bool, rows: ScatterCombiner.Rows, isWrite: Bool,
                             context: inout RoutingContext) -> [LeaseID] {
+        let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
+        let combiner = ScatterCombiner(shardNames: names, rows: rows, isWrite: isWrite, allocator: self.allocator)
+        return self.makeGroup(shards, primary: primary, combiner: combiner, context: &context)
+    }
+
+    /// Makes the group over `shards` with this combiner (reusing the group while its batch is open).
+    mutating func makeGroup(_ shards: [Int], primary: Bool, combiner: ScatterCombiner,
+                            context: inout RoutingContext) -> [LeaseID] {
         if let group = self.group, !group.combiner.isComplete,
            group.members.compactMap({ id in self.leases.first { $0.id == id }?.target.shard }) == shards {
             return group.members
@@ -138,10 +146,8 @@ extension SessionEngine {
         for (index, id) in members.enumerated() {
             if let i = self.index(of: id) { self.leases[i].member = index }
         }
-        let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
         self.groupAnswered = false
-        self.group = Group(members: members, combiner: ScatterCombiner(shardNames: names, rows: rows, isWrite: isWrite,
-                                                                       allocator: self.allocator))
+        self.group = Group(members: members, combiner: combiner)
         return members
     }
 
@@ -233,7 +239,7 @@ extension SessionEngine {
                     self.leases[i].unflushed = false
                 case .query, .functionCall, .local:
                     break
-                case .parse, .bind, .describeStatement, .describePortal, .execute, .close:
+                case .parse, .bind, .describeStatement, .describePortal, .execute, .close, .mergeDescribe:
                     self.leases[i].batchOpen = true
                     self.leases[i].unflushed = true
                 }
@@ -394,7 +400,7 @@ extension SessionEngine {
                 self.feed([.readyForQuery(self.clientStatus)], member: member)
                 extendedFailed = false
                 errorSent = false
-            case .parse, .bind, .describeStatement, .describePortal, .execute, .close:
+            case .parse, .bind, .describeStatement, .describePortal, .execute, .close, .mergeDescribe:
                 if !errorSent && !extendedFailed {
                     self.feed([.errorResponse(error)], member: member)
                     errorSent = true

@@ -1,5 +1,6 @@
 import NIOCore
 import PGWire
+import ResultMerge
 import ShardMap
 import SQLRouting
 
@@ -13,6 +14,9 @@ extension SessionEngine {
         }
         if let copy = plan.copyIn {
             return self.copyIntoShards(frame, format: copy, context: &context)
+        }
+        if let merge = self.mergeNeeded(plan) {
+            return self.mergedQuery(sql: sql, plan: plan, shards: shards, shape: merge, effect: effect, context: &context)
         }
         var perShard: [Int: String]?
         if let rows = plan.insertRowsByShard, rows.count > 1 {
@@ -56,13 +60,45 @@ extension SessionEngine {
         if effect.pins || effect.change != nil {
             return ProxyErrors.unsupported("a statement that changes session state and runs on several shards")
         }
-        if !plan.isWrite, !plan.resultShape.isEmpty {
-            return ProxyErrors.unsupported("\(Self.describe(plan.resultShape)) in a read over several shards (merging such "
-                + "results across shards is not implemented yet)",
-                hint: "Add a shard key condition so that the statement runs on one shard.")
-        }
         return nil
     }
+
+    /// The shape of a read over several shards whose rows must be merged, not concatenated.
+    func mergeNeeded(_ plan: RoutePlan) -> ResultShape? {
+        guard !plan.isWrite, !plan.resultShape.isEmpty, plan.copyIn == nil else { return nil }
+        return plan.resultShape
+    }
+
+    /// A read over several shards whose rows are merged: each shard runs the planner's rewritten SQL, and a
+    /// ResultMerger turns their rows into the one result a single server would give.
+    mutating func mergedQuery(sql: String, plan: RoutePlan, shards: [Int], shape: ResultShape, effect: SessionEffect,
+                              context: inout RoutingContext) -> Bool {
+        let mergePlan: MergePlan
+        let spec: MergeSpec
+        do {
+            mergePlan = try context.mergePlans.plan(sql)
+            spec = try MergeSpec(plan: mergePlan)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: true)
+        }
+        guard self.isReadyForGroup(shards) else { return false }
+        let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
+        let merger = ResultMerger(spec: spec, shardCount: shards.count, maxBufferedBytes: context.map.merge.maxBytes,
+                                  collation: context.collation ?? Self.unknownCollation, shardNames: names)
+        let combiner = ScatterCombiner(shardNames: names, merger: merger, spec: spec, allocator: self.allocator)
+        let members = self.makeGroup(shards, primary: plan.needsPrimary, combiner: combiner, context: &context)
+        self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
+                          primary: plan.needsPrimary, context: context)
+        let bytes = Self.query(mergePlan.shardSQL, allocator: self.allocator)
+        for (index, member) in members.enumerated() {
+            self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
+            self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
+        }
+        return true
+    }
+
+    /// Before the databases' collation is known, merges that order text fail with 0A000 naming why.
+    static let unknownCollation = TextCollation("(not known yet: no shard has answered ShardGate's question for it)")
 
     static func describe(_ shape: ResultShape) -> String {
         var parts: [String] = []

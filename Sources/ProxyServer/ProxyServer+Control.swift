@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import PostgresNIO
 import ProxyCore
+import ResultMerge
 import ShardMap
 
 /// What the control calls change: the live map and the paused slots.
@@ -111,5 +113,51 @@ extension ProxyServer {
                                      server: "\(server.host):\(server.port)", size: sum.size, busy: sum.busy,
                                      idle: sum.idle, waiting: sum.waiting)
             }
+    }
+}
+
+extension ProxyServer {
+    /// Reads the databases' collation from shard 0's primary (retrying every second until it answers) and
+    /// gives it to every event loop: merges order text as that collation does (`datcollate`; the shards of
+    /// one map are expected to share it).
+    public func learnCollation() async {
+        let map = self.currentMap
+        guard let first = map.shards.first else { return }
+        let server = BackendServer(shard: first.name, role: .primary, url: first.primary, environment: self.configuration.environment)
+        var configuration = PostgresConnection.Configuration(host: server.host, port: server.port, username: server.user,
+                                                             password: server.password, database: server.database, tls: .disable)
+        if let socket = first.primary.unixSocketPath {
+            configuration = .init(unixSocketPath: socket, username: server.user, password: server.password,
+                                  database: server.database)
+        }
+        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.additionalStartupParameters = [("application_name", "shardgate")]
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(on: self.group.next(), configuration: configuration,
+                                                                      id: 0, logger: self.logger)
+                var collation: String?
+                do {
+                    let rows = try await connection.query(
+                        "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+                        logger: self.logger)
+                    for try await (name) in rows.decode(String.self) { collation = name }
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+                try? await connection.close()
+                if let collation {
+                    let text = TextCollation(collation)
+                    await self.onEachLoop { $0.routing.collation = text }
+                    self.logger.debug("merges order text by the shards' collation", metadata: ["collation": "\(collation)"])
+                    return
+                }
+            } catch {
+                self.logger.info("cannot read the shards' collation yet; merges that order text wait for it",
+                                 metadata: ["error": "\(String(reflecting: error))"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
     }
 }

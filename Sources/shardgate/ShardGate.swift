@@ -165,6 +165,10 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
             await monitor.run()
             return nil
         }
+        tasks.addTask {
+            await server.learnCollation()
+            return nil
+        }
         let adminUp = AsyncStream<Result<SocketAddress, any Error>>.makeStream()
         tasks.addTask {
             do {

@@ -91,9 +91,27 @@ import Testing
         #expect(last.dropFirst() == [.readyForQuery(.idle)])
     }
 
-    @Test func shapesThatNeedAMergeAreRefusedUntilItExists() {
+    @Test func anOrderedReadOverShardsIsMergedInOrderWithItsLimit() {
         var h = H()
-        let sent = h.client(Frames.query("SELECT name FROM users ORDER BY name")).sentToClient
+        h.context.collation = .c
+        let ids = Self.scatter(&h, "SELECT name FROM users ORDER BY name LIMIT 3")
+        // Each shard runs the rewritten statement (LIMIT pushed down).
+        let sent = h.log.written(to: ids[0]).compactMap(\.queryText)
+        #expect(sent.count == 1 && sent[0].uppercased().contains("LIMIT"))
+        h.reply(ids[0], answer(["a", "c", "e"]))
+        let last = h.reply(ids[1], answer(["b", "d"]))
+        let rows = h.log.sentToClient.compactMap { message -> String? in
+            if case .dataRow(let row) = message, let value = row.column(0) { return String(buffer: value) }
+            return nil
+        }
+        #expect(rows == ["a", "b", "c"])
+        #expect(h.log.sentToClient.suffix(2) == [.commandComplete("SELECT 3"), .readyForQuery(.idle)])
+        #expect(!last.actions.released.isEmpty)
+    }
+
+    @Test func aShapeThatCannotBeMergedExactlyIsRefused() {
+        var h = H()
+        let sent = h.client(Frames.query("SELECT row_number() OVER () FROM users")).sentToClient
         if case .errorResponse(let e)? = sent.first { #expect(e.sqlState == "0A000") } else { Issue.record("\(sent)") }
     }
 
