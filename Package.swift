@@ -57,6 +57,7 @@ let package = Package(
             name: "ProxyCore",
             dependencies: [
                 "PGWire", "ShardMap", "PGAuth", "SQLRouting", "ResultMerge",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -37,8 +37,10 @@ def test_dev_starts_a_two_shard_cluster_with_replicas_and_stops_it_on_ctrl_c(sg_
                    message="shardgate dev to listen")
         assert proc.poll() is None, (tmp_path / "dev.log").read_text()
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{LISTEN_PORT}/app", autocommit=True) as conn:
-            # A table-less read runs on shard s0's replica; a transaction on its primary.
-            assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (BASE_PORT + 1, True)
+            # A table-less read runs on shard s0's replica once the lag monitor has sampled it (until
+            # then reads go to the primary); a transaction always runs on the primary.
+            wait_until(lambda: conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone()
+                       == (BASE_PORT + 1, True), timeout=15, message="reads to reach s0's replica")
             with conn.transaction():
                 assert conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone() == (BASE_PORT, False)
         # Each shard is a primary with a streaming replica.

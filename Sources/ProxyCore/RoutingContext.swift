@@ -49,6 +49,8 @@ public struct RoutingContext {
     public private(set) var pausedSlots: Set<Int> = []
     /// The monotonic clock (injected for tests).
     public var clock: @Sendable () -> NIODeadline
+    /// This proxy's two-phase commits (nil: commits over several shards are refused).
+    public var twoPhase: TwoPhaseRegistry?
     /// Where statements' routes and durations are counted (nil in tests that do not look).
     public var metrics: ProxyMetrics?
     private var roundRobin = 0

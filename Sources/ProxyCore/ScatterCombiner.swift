@@ -73,7 +73,8 @@ struct ScatterCombiner {
 
     let shardNames: [String]
     let rows: Rows
-    /// Whether the statement changes data: a partial failure is then reported with where it was applied.
+    /// Whether the statement changes data outside any transaction (it cannot run in one): a partial failure
+    /// is then reported with where it was applied.
     let isWrite: Bool
     private var members: [Member]
     private var result = 0
@@ -82,6 +83,11 @@ struct ScatterCombiner {
     private(set) var failed = false
     /// Every member answered up to its ReadyForQuery and the combined ReadyForQuery was produced.
     private(set) var isComplete = false
+    /// The statement runs in a transaction ShardGate opened around it: the members' ReadyForQuery (in a
+    /// transaction) is not the client's; ShardGate answers after the commit.
+    var holdsReadyForQuery = false
+    /// The transaction status of the members' ReadyForQuery when they were all in.
+    private(set) var combinedStatus: BackendMessage.TransactionStatus = .idle
     /// In `transactionEnd` mode: some shard answered "ROLLBACK" (its transaction had failed).
     private(set) var rolledBack = false
     private var output: ByteBuffer
@@ -180,7 +186,8 @@ struct ScatterCombiner {
                 let statuses = self.members.compactMap(\.ready)
                 let status: BackendMessage.TransactionStatus = statuses.contains(.failedTransaction) ? .failedTransaction
                     : statuses.contains(.inTransaction) ? .inTransaction : .idle
-                BackendMessage.readyForQuery(status).encode(into: &self.output)
+                self.combinedStatus = status
+                if !self.holdsReadyForQuery { BackendMessage.readyForQuery(status).encode(into: &self.output) }
                 self.isComplete = true
                 return
             }
@@ -414,7 +421,7 @@ struct ScatterCombiner {
             detail = "The statement ran on shards \(self.shardNames.joined(separator: ", ")): it failed on "
                 + failedShards.joined(separator: ", ")
                 + (succeeded.isEmpty ? "." : " and was applied on \(succeeded.joined(separator: ", ")), where it "
-                    + "was not rolled back (ShardGate does not yet commit across shards atomically).")
+                    + "was not rolled back (the statement cannot run in a transaction block, so it is not atomic across shards).")
         }
         fields.detail = [first.detail, detail].compactMap { $0 }.joined(separator: "\n")
         return fields

@@ -63,9 +63,12 @@ extension SessionEngine {
         }
 
         if disposition == .capture {
-            self.keyPositionAnswer(type: type, payload: payload,
-                                   completed: type == BackendMessageID.readyForQuery.rawValue && step.completed != nil,
-                                   context: &context)
+            let completed = type == BackendMessageID.readyForQuery.rawValue && step.completed != nil
+            if self.twoPhase != nil {
+                self.twoPhaseAnswer(lease: id, type: type, payload: payload, completed: completed, context: &context)
+            } else {
+                self.keyPositionAnswer(type: type, payload: payload, completed: completed, context: &context)
+            }
             disposition = .swallow
         }
         if disposition == .combine, let member = self.leases[i].member {
@@ -129,7 +132,7 @@ extension SessionEngine {
                 // A query string that began a transaction ("BEGIN; INSERT ...").
                 self.transaction = Transaction(begin: "BEGIN", readOnly: false, answeredLocally: false)
                 self.leases[i].participant = true
-                if self.leases[i].wrote { self.transaction?.writer = self.leases[i].target.shard }
+                if self.leases[i].wrote { self.transaction?.writers.insert(self.leases[i].target.shard) }
             } else if self.transaction != nil, status == .idle, previous != .idle || self.leases[i].participant,
                       self.leases[i].participant, self.leases.filter(\.participant).count == 1 {
                 let committed = self.leases[i].ending.map { $0 == .commit } ?? !self.leases[i].sawError
@@ -140,14 +143,19 @@ extension SessionEngine {
         if let group = self.group, group.combiner.isComplete, inGroup, !self.groupAnswered {
             self.groupAnswered = true
             self.noteUnitDone(context: context, failed: group.combiner.failed)
-            self.groupCompleted(now: now)
+            self.groupCompleted(now: now, context: &context)
         }
     }
 
     /// Every member answered the group's unit.
-    mutating func groupCompleted(now: NIODeadline) {
+    mutating func groupCompleted(now: NIODeadline, context: inout RoutingContext) {
         guard let group = self.group else { return }
         if case .splitting? = self.copyIn { self.copyIn = nil }
+        if self.transaction?.implicit == true {
+            // The statement ShardGate wrapped in a transaction is answered: commit it, or roll it back.
+            self.endImplicitTransaction(failed: group.combiner.failed, context: &context)
+            return
+        }
         if self.transaction != nil, group.combiner.rows == .transactionEnd {
             self.finishTransaction(committed: !group.combiner.failed && !group.combiner.rolledBack, now: now)
         }

@@ -245,9 +245,6 @@ extension SessionEngine {
         let primary = plan.needsPrimary || plan.isWrite || !controls.isEmpty || effect.needsPrimary
         let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
             ?? self.chooseAny(primary: primary, context: &context)
-        if plan.isWrite, let refusal = self.writeRefusal(shards: shards ?? []) {
-            return self.refuse(refusal, simpleQuery: true)
-        }
         // A statement whose effect on the session is recorded when it succeeds goes alone, so that the
         // next ReadyForQuery is its own.
         if effect.needsOwnReadyForQuery, self.inFlight != nil {
@@ -272,23 +269,6 @@ extension SessionEngine {
         return self.answer(messages)
     }
 
-    /// Until atomic cross-shard commit exists, a transaction writes on one shard only.
-    func writeRefusal(shards: [Int]) -> ErrorNoticeFields? {
-        guard let transaction = self.transaction else { return nil }
-        let name = { (shard: Int) in shard < self.shardNames.count ? self.shardNames[shard] : "shard \(shard)" }
-        if shards.count > 1 {
-            return ProxyErrors.unsupported("a write on several shards (\(shards.map(name).joined(separator: ", "))) "
-                + "inside a transaction (atomic commit across shards is not implemented yet)",
-                hint: "Run it outside the transaction, or add a shard key condition.")
-        }
-        if let writer = transaction.writer, let shard = shards.first, shard != writer {
-            return ProxyErrors.unsupported("a transaction that writes on more than one shard: it wrote on "
-                + "\(name(writer)) and this statement writes on \(name(shard)) (atomic commit across shards is not "
-                + "implemented yet)", hint: "Commit the first shard's work before writing to another shard.")
-        }
-        return nil
-    }
-
     /// Bookkeeping before a statement goes to lease `id`: pinning, the transaction's writer and replay log,
     /// the setting to record when it succeeds, the fence to set when a write completes.
     mutating func noteUnit(_ effect: SessionEffect, plan: RoutePlan?, lease id: LeaseID, shard: Int?) {
@@ -304,7 +284,7 @@ extension SessionEngine {
         self.leases[i].pendingChange = effect.change
         if let plan, plan.isWrite || plan.needsPrimary && plan.kinds.contains(where: { if case .read = $0 { return false } else { return true } }) {
             self.leases[i].wrote = self.leases[i].wrote || plan.isWrite
-            if plan.isWrite, self.transaction != nil, let shard { self.transaction?.writer = shard }
+            if plan.isWrite, self.transaction != nil, let shard { self.transaction?.writers.insert(shard) }
         }
         self.leases[i].pendingReplay = effect.replay
     }

@@ -18,11 +18,19 @@ extension SessionEngine {
         }
         let shards = Array(context.map.shards.indices)
         guard self.isReadyForGroup(shards) else { return false }
-        let members = self.makeGroup(shards, primary: true, rows: .concatenate, isWrite: true, context: &context)
+        if self.transaction == nil {
+            var transaction = Transaction(begin: "BEGIN", readOnly: false, answeredLocally: true)
+            transaction.implicit = true
+            self.transaction = transaction
+        }
+        let implicit = self.transaction?.implicit == true
+        let members = self.makeGroup(shards, primary: true, rows: .concatenate, isWrite: false, context: &context)
+        if implicit { self.group?.combiner.holdsReadyForQuery = true }
         var bytes = self.allocator.buffer(capacity: frame.wireLength)
         frame.write(into: &bytes)
         for (index, member) in members.enumerated() {
             if let i = self.index(of: member) { self.leases[i].wrote = true }
+            self.transaction?.writers.insert(shards[index])
             self.noteUnit(SessionEffect(), plan: nil, lease: member, shard: shards[index])
             self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
         }

@@ -122,9 +122,6 @@ extension SessionEngine {
         let primary = plan.needsPrimary || plan.isWrite
         let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
             ?? self.chooseAny(primary: primary, context: &context)
-        if plan.isWrite, let refusal = self.writeRefusal(shards: shards ?? []) {
-            return self.refuse(refusal, simpleQuery: false)
-        }
         if effect.needsOwnReadyForQuery, let busy = self.inFlight, busy != Self.source(choice) {
             self.flushOut(busy)
             return false

@@ -27,9 +27,11 @@ extension SessionEngine {
             }
         }
         guard self.isReadyForGroup(shards) else { return false }
+        let atomic = self.beginImplicitTransaction(plan: plan, analysis: analysis)
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
-                                     isWrite: plan.isWrite, context: &context)
+                                     isWrite: plan.isWrite && self.transaction == nil, context: &context)
+        if atomic { self.group?.combiner.holdsReadyForQuery = true }
         self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
                           primary: plan.needsPrimary || plan.isWrite, context: context)
         var shared: ByteBuffer?
@@ -51,12 +53,20 @@ extension SessionEngine {
         return true
     }
 
+    /// A write over several shards outside a transaction runs in one ShardGate opens around it (committed
+    /// with two-phase commit, or rolled back on every shard), unless PostgreSQL refuses to run it in a
+    /// transaction block. Returns whether it does.
+    mutating func beginImplicitTransaction(plan: RoutePlan, analysis: SQLAnalysis) -> Bool {
+        guard plan.isWrite, self.transaction == nil,
+              !analysis.statements.contains(where: \.runsOutsideTransaction) else { return false }
+        var transaction = Transaction(begin: "BEGIN", readOnly: false, answeredLocally: true)
+        transaction.implicit = true
+        self.transaction = transaction
+        return true
+    }
+
     /// Why a statement cannot run on several shards, if it cannot.
     func scatterRefusal(plan: RoutePlan, effect: SessionEffect) -> ErrorNoticeFields? {
-        if plan.isWrite,
-           let refusal = self.writeRefusal(shards: (plan.shardIndexes(shardCount: self.shardNames.count) ?? []).sorted()) {
-            return refusal
-        }
         if effect.pins || effect.change != nil {
             return ProxyErrors.unsupported("a statement that changes session state and runs on several shards")
         }

@@ -33,6 +33,9 @@ extension SessionEngine {
             }
             let failed = transaction.failedLocally
             let participants = self.leases.filter(\.participant).map(\.id)
+            if control == .commit, !failed, self.clientStatus != .failedTransaction, transaction.writers.count >= 2 {
+                return self.startTwoPhaseCommit(implicit: false, context: &context)
+            }
             // COMMIT of a failed transaction rolls it back (PostgreSQL answers "ROLLBACK").
             let statement = control == .commit && !failed ? text : "ROLLBACK"
             if participants.isEmpty {

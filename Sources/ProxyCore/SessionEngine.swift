@@ -45,6 +45,11 @@ public struct SessionEngine {
         case resumeReading(LeaseID)
         /// Close the client connection (after sending the error, if any); every lease was disposed of before.
         case closeClient(ErrorNoticeFields?)
+        /// Write the decision to commit these prepared transactions durably, then call `decisionLogged`.
+        case logCommitDecision(TwoPhaseDecision)
+        /// The two-phase commit `id` is over; `complete`: committed on every shard (or rolled back), so the
+        /// log may mark it done (else recovery completes it).
+        case twoPhaseFinished(String, complete: Bool)
         /// A statement waits for paused slots: call `clientFrame`-free `resume(context:)` when the pause ends.
         case waitForPause
     }
@@ -154,8 +159,11 @@ public struct SessionEngine {
         /// What starts it on a new participant.
         var begin: String
         var readOnly: Bool
-        /// The shard that has written: until atomic commit exists, only one shard may write.
-        var writer: Int?
+        /// Shards written in it: with two or more, COMMIT is a two-phase commit.
+        var writers: Set<Int> = []
+        /// Opened by ShardGate around one statement on several shards (autocommit for the client): it
+        /// commits (two-phase) or rolls back as soon as that statement's answer is complete.
+        var implicit = false
         /// ShardGate refused a statement: the transaction is failed for the client (25P02 until it ends),
         /// although no participant knows it.
         var failedLocally = false
@@ -190,6 +198,8 @@ public struct SessionEngine {
     var transaction: Transaction?
     /// A COPY FROM STDIN into a sharded table in progress.
     var copyIn: CopyIn?
+    /// A commit over several shards in progress.
+    var twoPhase: TwoPhaseCommit?
     var fences: [Int: ReadFence] = [:]
     public internal(set) var parameters: SessionParameters
     public internal(set) var settings = SessionSettings()

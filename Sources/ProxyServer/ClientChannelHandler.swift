@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -67,7 +68,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.clientContext = context
+    }
+
+    /// The loop learns of the client only once its channel is active: a shutdown that reached it before
+    /// (the handler is added before the channel registers) could neither write to nor close it.
+    func channelActive(context: ChannelHandlerContext) {
         self.loop.clientOpened(self)
+        context.fireChannelActive()
     }
 
     /// Decodes what the client sent and hands each message to the login machine or the session engine.
@@ -286,7 +293,47 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             self.closeClient(error)
         case .waitForPause:
             self.loop.waitForPause(self)
+        case .logCommitDecision(let decision):
+            self.logCommitDecision(decision)
+        case .twoPhaseFinished(let id, let complete):
+            self.loop.control?.registry?.finish(id)
+            if complete { self.loop.control?.twoPhaseLog?.recordDone(id) }
         }
+    }
+
+    /// The crash-recovery tests' fault: the process ends at once, as on a power cut (no shutdown).
+    static func crashForTest(_ fault: String) -> Never {
+        FileHandle.standardError.write(Data("shardgate: SHARDGATE_FAULT=\(fault): exiting now\n".utf8))
+        _exit(70)
+    }
+
+    /// Writes a commit decision on the file thread, then lets the session commit (or roll back if it failed).
+    private func logCommitDecision(_ decision: TwoPhaseDecision) {
+        guard let eventLoop = self.clientContext?.eventLoop, let control = self.loop.control,
+              let log = control.twoPhaseLog else {
+            self.engine?.decisionFailed("no decision log is configured", context: &self.loop.routing)
+            self.performEngineActions()
+            return
+        }
+        let fault = control.fault
+        control.fileIO.runIfActive(eventLoop: eventLoop) {
+            if fault == "crash-before-decision" { Self.crashForTest(fault!) }
+            try log.recordCommit(decision)
+            if fault == "crash-after-decision" { Self.crashForTest(fault!) }
+        }
+            .assumeIsolated()
+            .whenComplete { result in
+                guard self.engine != nil else { return }
+                switch result {
+                case .success:
+                    self.engine!.decisionLogged(context: &self.loop.routing)
+                case .failure(let error):
+                    self.engine!.decisionFailed("\(error)", context: &self.loop.routing)
+                }
+                self.performEngineActions()
+                self.flushBackends()
+                self.flushClient()
+            }
     }
 
     /// Paused slots were resumed: statements that waited go on.

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PGWire
 import ProxyCore
@@ -24,6 +25,16 @@ struct SharedState: Sendable {
     var idleTimeout: TimeAmount
 }
 
+/// What loops use to write two-phase commit decisions (shared by all of them).
+struct LoopControl: Sendable {
+    var fileIO: NIOThreadPool
+    var twoPhaseLog: TwoPhaseLog?
+    var registry: TwoPhaseRegistry?
+    /// Fault injection for the crash-recovery tests (`SHARDGATE_FAULT`): `crash-before-decision` or
+    /// `crash-after-decision` ends the process at that point of a two-phase commit.
+    var fault: String?
+}
+
 /// The state one event loop owns: its backend pools and its client connections. Only touched on that loop,
 /// so a client and the backends it leases never cross threads.
 final class LoopContext {
@@ -35,6 +46,8 @@ final class LoopContext {
     private var shuttingDown = false
     /// This loop's routing state: map, SQL analysis cache, statement catalog, replica snapshot.
     var routing: RoutingContext
+    /// Decision log and its writer thread (set when the server starts).
+    var control: LoopControl?
 
     /// This loop's share of `pool.size`.
     let poolSize: Int

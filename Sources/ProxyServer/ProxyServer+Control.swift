@@ -117,12 +117,22 @@ extension ProxyServer {
 }
 
 extension ProxyServer {
-    /// Reads the databases' collation from shard 0's primary (retrying every second until it answers) and
-    /// gives it to every event loop: merges order text as that collation does (`datcollate`; the shards of
-    /// one map are expected to share it).
+    /// Reads the databases' collation (`datcollate` of the first shard; the shards of one map are expected
+    /// to share it) for merges that order text, retrying
+    /// every second until it has it. Returns at once when `learnCollationOnce` already did.
     public func learnCollation() async {
+        while !Task.isCancelled {
+            if await self.learnCollationOnce(connectTimeout: .seconds(5)) { return }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// One attempt at reading the collation; whether the loops have it now. Startup makes one before it
+    /// listens, so that the first merged read does not find it missing.
+    public func learnCollationOnce(connectTimeout: TimeAmount) async -> Bool {
+        if self.collation.withLockedValue({ $0 }) != nil { return true }
         let map = self.currentMap
-        guard let first = map.shards.first else { return }
+        guard let first = map.shards.first else { return true }
         let server = BackendServer(shard: first.name, role: .primary, url: first.primary, environment: self.configuration.environment)
         var configuration = PostgresConnection.Configuration(host: server.host, port: server.port, username: server.user,
                                                              password: server.password, database: server.database, tls: .disable)
@@ -130,34 +140,42 @@ extension ProxyServer {
             configuration = .init(unixSocketPath: socket, username: server.user, password: server.password,
                                   database: server.database)
         }
-        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.connectTimeout = connectTimeout
         configuration.options.additionalStartupParameters = [("application_name", "shardgate")]
-        while !Task.isCancelled {
+        do {
+            let connection = try await PostgresConnection.connect(on: self.group.next(), configuration: configuration,
+                                                                  id: 0, logger: self.logger)
+            var collation: String?
             do {
-                let connection = try await PostgresConnection.connect(on: self.group.next(), configuration: configuration,
-                                                                      id: 0, logger: self.logger)
-                var collation: String?
-                do {
-                    let rows = try await connection.query(
-                        "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
-                        logger: self.logger)
-                    for try await (name) in rows.decode(String.self) { collation = name }
-                } catch {
-                    try? await connection.close()
-                    throw error
-                }
-                try? await connection.close()
-                if let collation {
-                    let text = TextCollation(collation)
-                    await self.onEachLoop { $0.routing.collation = text }
-                    self.logger.debug("merges order text by the shards' collation", metadata: ["collation": "\(collation)"])
-                    return
-                }
+                let rows = try await connection.query(
+                    "SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+                    logger: self.logger)
+                for try await (name) in rows.decode(String.self) { collation = name }
             } catch {
-                self.logger.info("cannot read the shards' collation yet; merges that order text wait for it",
-                                 metadata: ["error": "\(String(reflecting: error))"])
+                try? await connection.close()
+                throw error
             }
-            try? await Task.sleep(for: .seconds(1))
+            try? await connection.close()
+            guard let collation else { return false }
+            let text = TextCollation(collation)
+            self.collation.withLockedValue { $0 = text }
+            await self.onEachLoop { $0.routing.collation = text }
+            self.logger.debug("merges order text by the shards' collation", metadata: ["collation": "\(collation)"])
+            return true
+        } catch {
+            self.logger.info("cannot read the shards' collation yet; merges that order text are refused until it is known",
+                             metadata: ["error": "\(String(reflecting: error))"])
+            return false
         }
+    }
+}
+
+extension ProxyServer {
+    /// Resolves this proxy's prepared transactions left between the phases, now and every 5 seconds, until
+    /// cancelled.
+    public func recoverTwoPhaseCommits(log: TwoPhaseLog, environment: [String: String]) async {
+        guard let registry = self.twoPhase else { return }
+        await TwoPhaseRecovery(log: log, registry: registry, server: self, eventLoopGroup: self.group,
+                               environment: environment, logger: self.logger).run()
     }
 }

@@ -5,6 +5,7 @@ import NIOPosix
 import NIOSSL
 import PGWire
 import ProxyCore
+import ResultMerge
 import ShardMap
 
 /// Settings of a proxy instance, from the shard map and the command line.
@@ -16,6 +17,9 @@ public struct ProxyConfiguration: Sendable {
     public var environment: [String: String]
     /// Where statements are counted (nil: not counted).
     public var metrics: ProxyMetrics?
+    /// The commit-decision log of two-phase commits (nil: writes over several shards in one transaction
+    /// are refused).
+    public var twoPhaseLog: TwoPhaseLog?
 
     public init(map: ShardMap, host: String = "127.0.0.1", port: Int = 6432, limits: PGWireLimits = .default,
                 environment: [String: String], metrics: ProxyMetrics? = nil) {
@@ -41,8 +45,13 @@ public final class ProxyServer: Sendable {
     let logger: Logger
     let loops: [ObjectIdentifier: (box: NIOLoopBoundBox<LoopContext?>, poolSize: Int)]
     private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    /// The databases' collation once read (`learnCollationOnce`); loops started later get it too.
+    let collation = NIOLockedValueBox<TextCollation?>(nil)
     /// The live map and the slots paused on every loop (changed only through the control calls).
     let control: NIOLockedValueBox<ControlState>
+    /// This proxy's two-phase commits, and the thread that writes their decisions.
+    let twoPhase: TwoPhaseRegistry?
+    let fileIO: NIOThreadPool
 
     public init(configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) throws {
         let map = configuration.map
@@ -105,6 +114,8 @@ public final class ProxyServer: Sendable {
         }
         self.loops = loops
         self.control = NIOLockedValueBox(ControlState(map: map))
+        self.twoPhase = configuration.twoPhaseLog.map { TwoPhaseRegistry(instance: $0.instance, boot: $0.boot) }
+        self.fileIO = NIOThreadPool(numberOfThreads: 1)
         self.group = group
         self.configuration = configuration
         self.logger = logger
@@ -124,11 +135,18 @@ public final class ProxyServer: Sendable {
         let logger = self.logger
         let loops = self.loops
         let metrics = self.configuration.metrics
+        let twoPhase = self.twoPhase
+        let control = LoopControl(fileIO: self.fileIO, twoPhaseLog: self.configuration.twoPhaseLog, registry: twoPhase,
+                                  fault: self.configuration.environment["SHARDGATE_FAULT"])
+        self.fileIO.start()
         // Every loop's context exists before the first client, so that map swaps and pauses reach them all.
         for (_, (box, poolSize)) in loops {
             try await box.eventLoop.submit {
                 let context = LoopContext(shared: shared, eventLoop: box.eventLoop, poolSize: poolSize, logger: logger)
                 context.routing.metrics = metrics
+                context.routing.twoPhase = twoPhase
+                context.routing.collation = self.collation.withLockedValue { $0 }
+                context.control = control
                 box.value = context
             }.get()
         }
@@ -164,6 +182,7 @@ public final class ProxyServer: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         await self.onEachLoop { $0.finishShutdown() }
+        try? await self.fileIO.shutdownGracefully()
     }
 
     /// Connected clients across all event loops.

@@ -134,6 +134,9 @@ public struct StatementAnalysis: Sendable, Hashable {
     public var unsupported: String?
     /// A construct that must run on a single shard (e.g. a cursor), refused when the keys span several.
     public var singleShardOnly: String?
+    /// PostgreSQL refuses to run it inside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, CREATE
+    /// DATABASE, ...): ShardGate cannot make it atomic across shards.
+    public var runsOutsideTransaction = false
     /// `COPY ... FROM STDIN` into a sharded table: how to find each row's key in the data.
     public var copyIn: CopyInFormat?
     /// The statement calls set_config(), which can change session state no ParameterStatus reports.

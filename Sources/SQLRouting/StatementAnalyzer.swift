@@ -55,8 +55,18 @@ struct StatementAnalyzer {
         if containsTemporaryRelation(body) {
             analysis.createsSessionObject = true
         }
+        analysis.runsOutsideTransaction = Self.outsideTransaction.contains(type) || tree.bool(body, "concurrent")
+            || (type == "ReindexStmt" && tree.elements(body, "params").contains { option in
+                tree.node(option).map { tree.string($0.body, "defname") == "concurrently" } ?? false
+            })
         return analysis
     }
+
+    /// Statements PostgreSQL runs only outside a transaction block (PreventInTransactionBlock).
+    static let outsideTransaction: Set<String> = [
+        "VacuumStmt", "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterSystemStmt",
+        "CreateSubscriptionStmt", "DropSubscriptionStmt",
+    ]
 
     /// CURSOR_OPT_HOLD in PostgreSQL's parsenodes.h: the cursor outlives its transaction.
     static let cursorOptionHold = 0x0020

@@ -40,6 +40,16 @@ struct ProxyOptions: ParsableArguments {
     @Option(help: "Bearer token the admin port's mutating endpoints require (env SHARDGATE_ADMIN_TOKEN); without one they are refused.")
     var adminToken: String?
 
+    @Option(help: "File of two-phase commit decisions (env SHARDGATE_TWO_PHASE_LOG); default: shardgate-2pc.log next to the map.")
+    var twoPhaseLog: String?
+
+    func twoPhaseLogPath(mapPath: String?, environment: [String: String]) -> String {
+        if let path = self.twoPhaseLog ?? environment["SHARDGATE_TWO_PHASE_LOG"] { return path }
+        let folder = mapPath.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path }
+            ?? FileManager.default.currentDirectoryPath
+        return folder + "/shardgate-2pc.log"
+    }
+
     func adminAddress(environment: [String: String]) throws -> (host: String, port: Int) {
         try Self.address(self.admin ?? environment["SHARDGATE_ADMIN"] ?? "127.0.0.1:9930", option: "--admin")
     }
@@ -130,13 +140,22 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
     MetricsSystem.bootstrap(factory)
     let metrics = ProxyMetrics(map: map)
 
+    let twoPhaseLog: TwoPhaseLog
+    let twoPhasePath = options.twoPhaseLogPath(mapPath: mapPath, environment: environment)
+    do {
+        twoPhaseLog = try TwoPhaseLog(path: twoPhasePath)
+    } catch {
+        throw startupFailure("shardgate: cannot open the two-phase commit log \(twoPhasePath): \(error)")
+    }
+
     // Every event loop owns a share of each backend pool, so there are never more loops than pool.size.
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(threads, map.pool.size))
     let server: ProxyServer
     do {
-        server = try ProxyServer(configuration: ProxyConfiguration(map: map, host: host, port: port, limits: limits,
-                                                                   environment: environment, metrics: metrics),
-                                 group: group, logger: logger)
+        var configuration = ProxyConfiguration(map: map, host: host, port: port, limits: limits, environment: environment,
+                                               metrics: metrics)
+        configuration.twoPhaseLog = twoPhaseLog
+        server = try ProxyServer(configuration: configuration, group: group, logger: logger)
     } catch {
         try? await group.shutdownGracefully()
         throw startupFailure("shardgate: \(error)")
@@ -153,13 +172,7 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
                             logger: logger),
         metrics: metrics, registry: registry, eventLoopGroup: group, logger: logger)
 
-    let address: SocketAddress
-    do {
-        address = try await server.start()
-    } catch {
-        try? await group.shutdownGracefully()
-        throw startupFailure("shardgate: cannot listen on \(host):\(port): \(error)")
-    }
+    // The admin port comes up first: once the PostgreSQL port accepts, the whole proxy is there.
     let failure: (any Error)? = await withTaskGroup(of: (any Error)?.self) { tasks in
         tasks.addTask {
             await monitor.run()
@@ -167,6 +180,10 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
         }
         tasks.addTask {
             await server.learnCollation()
+            return nil
+        }
+        tasks.addTask {
+            await server.recoverTwoPhaseCommits(log: twoPhaseLog, environment: environment)
             return nil
         }
         let adminUp = AsyncStream<Result<SocketAddress, any Error>>.makeStream()
@@ -187,12 +204,22 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
             }
             break
         }
-        guard let adminAddress else {
+        var address: SocketAddress?
+        var failure: (any Error)?
+        if adminAddress != nil {
+            // Usually answered in milliseconds; if shard 0 is down the retry task above goes on.
+            _ = await server.learnCollationOnce(connectTimeout: .seconds(2))
+            do {
+                address = try await server.start()
+            } catch {
+                failure = ListenFailure(description: "cannot listen on \(host):\(port): \(error)")
+            }
+        }
+        guard let adminAddress, let address else {
             monitor.shutdown()
             tasks.cancelAll()
-            var error: (any Error)?
-            for await result in tasks where result != nil { error = result }
-            return error
+            for await result in tasks where result != nil && failure == nil { failure = result }
+            return failure
         }
         logger.info("shardgate listening", metadata: ["address": "\(address)", "admin": "\(adminAddress)",
                                                        "map_version": "\(map.version)", "shards": "\(map.shards.count)"])
@@ -212,6 +239,10 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
     }
     try? await group.shutdownGracefully()
     logger.info("shardgate stopped")
+}
+
+struct ListenFailure: Error, CustomStringConvertible {
+    let description: String
 }
 
 /// SIGINT and SIGTERM, caught from creation on (their default action, exiting at once, is turned off).

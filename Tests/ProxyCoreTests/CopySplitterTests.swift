@@ -78,6 +78,7 @@ import Testing
         let ids = h.client(copy).acquiredIDs
         #expect(ids.map { h.targets[$0]! } == [.primary(0), .primary(1)])
         for id in ids { h.grant(id) }
+        h.begun(ids)
         let response = BackendMessage.copyInResponse(CopyResponse(overallFormat: 0, columnFormats: [0, 0]))
         #expect(h.reply(ids[0], [response]).client == [response])
         #expect(h.reply(ids[1], [response]).client.isEmpty)
@@ -87,8 +88,9 @@ import Testing
         #expect(toS0 == ["\(H.keyOnS0)\ta\n"])
         #expect(toS1 == ["\(H.keyOnS1)\tb\n"])
         #expect(h.log.written(to: ids[1]).last == .copyDone)
-        h.reply(ids[0], done("COPY 1"))
-        #expect(h.reply(ids[1], done("COPY 1")).client == done("COPY 2"))
+        h.reply(ids[0], done("COPY 1", status: .inTransaction))
+        #expect(h.reply(ids[1], done("COPY 1", status: .inTransaction)).client == [.commandComplete("COPY 2")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 
     @Test func copyWithoutAColumnListFirstAsksWhereTheKeyIs() throws {
@@ -100,11 +102,16 @@ import Testing
         // The answer (the key is the second column) is not shown; the COPY then starts on every shard.
         let answer = h.reply(ids[0], answer(["1"]))
         #expect(answer.relayed.isEmpty && answer.actions.sentToClient.isEmpty)
-        #expect(h.log.acquired.count == 2)
-        let both = [ids[0]] + answer.actions.acquiredIDs
-        for id in both.dropFirst() { h.grant(id) }
+        // The question ran outside a transaction, so its lease goes back; the COPY runs in the transaction
+        // ShardGate opens around it, on a lease per shard.
+        #expect(h.log.released.contains(ids[0]))
+        #expect(h.log.acquired.count == 3)
+        let both = answer.actions.acquiredIDs
+        #expect(both.map { h.targets[$0]! } == [.primary(0), .primary(1)])
+        for id in both { h.grant(id) }
         h.client(frame(.copyData(ByteBuffer(string: "a\t\(H.keyOnS1)\n"))), Frames.copyDone)
         let member = both.first { h.targets[$0]?.shard == 1 }!
         #expect(h.log.written(to: member).contains(.copyData(ByteBuffer(string: "a\t\(H.keyOnS1)\n"))))
+        #expect(h.log.written(to: member).compactMap(\.queryText).contains("BEGIN"))
     }
 }

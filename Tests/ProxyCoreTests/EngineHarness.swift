@@ -60,7 +60,10 @@ struct EngineHarness {
     init(parameters: [(String, String)] = [], clock: Clock = Clock(), context: RoutingContext? = nil) {
         self.clock = clock
         self.context = context ?? RoutingContext(map: Self.map, clock: { clock.now })
-        if context == nil { self.context.lag = Self.lag() }
+        if context == nil {
+            self.context.lag = Self.lag()
+            self.context.twoPhase = TwoPhaseRegistry(instance: "test", boot: 1)
+        }
         self.engine = SessionEngine(parameters: SessionParameters(startup: parameters), shardNames: ["s0", "s1"])
     }
 
@@ -116,6 +119,31 @@ struct EngineHarness {
             reply.actions += self.drain()
         }
         return reply
+    }
+
+    /// Members of a statement ShardGate wrapped in a transaction (autocommit writes on several shards):
+    /// each answers the BEGIN ShardGate sent first.
+    mutating func begun(_ ids: [Int]) {
+        for id in ids { self.reply(id, done("BEGIN", status: .inTransaction)) }
+    }
+
+    /// The two-phase commit after everything is answered: each prepares, the decision is logged, each commits.
+    /// Returns what the client got at the end.
+    @discardableResult
+    mutating func commitTwoPhase(_ ids: [Int]) -> [BackendMessage] {
+        for id in ids {
+            let written = self.log.written(to: id).compactMap(\.queryText)
+            #expect(written.last?.hasPrefix("PREPARE TRANSACTION 'sg_test_") == true, "\(written)")
+            self.reply(id, done("PREPARE TRANSACTION"))
+        }
+        #expect(self.log.contains { if case .logCommitDecision = $0 { true } else { false } })
+        self.engine.decisionLogged(context: &self.context)
+        var client = self.drain().sentToClient
+        for id in ids {
+            #expect(self.log.written(to: id).compactMap(\.queryText).last?.hasPrefix("COMMIT PREPARED") == true)
+            client += self.reply(id, done("COMMIT PREPARED")).client
+        }
+        return client
     }
 
     @discardableResult

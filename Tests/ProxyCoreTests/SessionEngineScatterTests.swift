@@ -41,27 +41,36 @@ import Testing
                 == [0, 1])
     }
 
-    @Test func ddlRunsOnEveryPrimaryAndIsAnsweredOnce() {
+    @Test func ddlRunsOnEveryPrimaryAtomicallyAndIsAnsweredOnce() {
         var h = H()
         let ids = Self.scatter(&h, "CREATE TABLE users (id bigint primary key)")
         #expect(ids.map { h.targets[$0]! } == [.primary(0), .primary(1)])
-        #expect(h.reply(ids[0], done("CREATE TABLE")).client.isEmpty)
-        #expect(h.reply(ids[1], done("CREATE TABLE")).client == done("CREATE TABLE"))
+        // Each shard runs it inside a transaction ShardGate opened.
+        #expect(h.log.written(to: ids[0]).compactMap(\.queryText).first == "BEGIN")
+        h.begun(ids)
+        #expect(h.reply(ids[0], done("CREATE TABLE", status: .inTransaction)).client.isEmpty)
+        #expect(h.reply(ids[1], done("CREATE TABLE", status: .inTransaction)).client == [.commandComplete("CREATE TABLE")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
+        #expect(Set(h.log.released) == Set(ids))
     }
 
     @Test func aReferenceTableWriteRunsEverywhereAndCountsOnce() {
         var h = H()
         let ids = Self.scatter(&h, "INSERT INTO countries VALUES ('fr', 'France')")
         #expect(ids.count == 2)
-        h.reply(ids[0], done("INSERT 0 1"))
-        #expect(h.reply(ids[1], done("INSERT 0 1")).client == done("INSERT 0 1"))
+        h.begun(ids)
+        h.reply(ids[0], done("INSERT 0 1", status: .inTransaction))
+        #expect(h.reply(ids[1], done("INSERT 0 1", status: .inTransaction)).client == [.commandComplete("INSERT 0 1")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 
     @Test func aKeylessUpdateAddsUpTheCounts() {
         var h = H()
         let ids = Self.scatter(&h, "UPDATE users SET name = 'x'")
-        h.reply(ids[0], done("UPDATE 3"))
-        #expect(h.reply(ids[1], done("UPDATE 4")).client == done("UPDATE 7"))
+        h.begun(ids)
+        h.reply(ids[0], done("UPDATE 3", status: .inTransaction))
+        #expect(h.reply(ids[1], done("UPDATE 4", status: .inTransaction)).client == [.commandComplete("UPDATE 7")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 
     @Test func aMultiRowInsertIsSplitPerShard() {
@@ -69,26 +78,38 @@ import Testing
         let sql = "INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'a'), (\(H.keyOnS1), 'b'), (\(H.otherKeyOnS0), 'c') RETURNING id"
         let ids = Self.scatter(&h, sql)
         #expect(h.log.written(to: ids[0]).map(\.queryText)
-                == ["INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'a'), (\(H.otherKeyOnS0), 'c') RETURNING id"])
-        #expect(h.log.written(to: ids[1]).map(\.queryText) == ["INSERT INTO users (id, name) VALUES (\(H.keyOnS1), 'b') RETURNING id"])
-        h.reply(ids[0], answer(["2", "3"], tag: "INSERT 0 2"))
-        let last = h.reply(ids[1], answer(["1"], tag: "INSERT 0 1"))
-        #expect(last.client.suffix(2) == [.commandComplete("INSERT 0 3"), .readyForQuery(.idle)])
+                == ["BEGIN", "INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'a'), (\(H.otherKeyOnS0), 'c') RETURNING id"])
+        #expect(h.log.written(to: ids[1]).map(\.queryText)
+                == ["BEGIN", "INSERT INTO users (id, name) VALUES (\(H.keyOnS1), 'b') RETURNING id"])
+        h.begun(ids)
+        h.reply(ids[0], answer(["2", "3"], tag: "INSERT 0 2", status: .inTransaction))
+        let last = h.reply(ids[1], answer(["1"], tag: "INSERT 0 1", status: .inTransaction))
+        #expect(last.client.suffix(1) == [.commandComplete("INSERT 0 3")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 
-    @Test func aWriteThatFailsOnOneShardSaysWhereItWasApplied() {
+    @Test func aWriteThatFailsOnOneShardIsRolledBackOnEvery() {
         var h = H()
         let ids = Self.scatter(&h, "DELETE FROM users")
-        h.reply(ids[0], done("DELETE 2"))
-        let last = h.reply(ids[1], [serverError("23503", "violates foreign key"), .readyForQuery(.idle)]).client
+        h.begun(ids)
+        h.reply(ids[0], done("DELETE 2", status: .inTransaction))
+        let last = h.reply(ids[1], [serverError("23503", "violates foreign key"), .readyForQuery(.failedTransaction)]).client
         guard case .errorResponse(let error)? = last.first else {
             Issue.record("expected one error, got \(last)")
             return
         }
         #expect(error.sqlState == "23503")
-        #expect(error.detail?.contains("failed on s1") == true)
-        #expect(error.detail?.contains("applied on s0") == true)
-        #expect(last.dropFirst() == [.readyForQuery(.idle)])
+        #expect(error.detail?.contains("s1") == true)
+        // Every shard rolls back; then the client gets ReadyForQuery.
+        for id in ids { #expect(h.log.written(to: id).compactMap(\.queryText).last == "ROLLBACK") }
+        h.reply(ids[0], done("ROLLBACK"))
+        #expect(h.reply(ids[1], done("ROLLBACK")).client == [.readyForQuery(.idle)])
+    }
+
+    @Test func aStatementPostgreSQLRunsOnlyOutsideTransactionsIsNotWrapped() {
+        var h = H()
+        let ids = Self.scatter(&h, "VACUUM users")
+        #expect(h.log.written(to: ids[0]).compactMap(\.queryText) == ["VACUUM users"])
     }
 
     @Test func anOrderedReadOverShardsIsMergedInOrderWithItsLimit() {
@@ -118,12 +139,14 @@ import Testing
     @Test func severalDDLStatementsInOneStringAreCombinedStatementByStatement() {
         var h = H()
         let ids = Self.scatter(&h, "CREATE TABLE users (id bigint); CREATE INDEX ON users (id)")
+        h.begun(ids)
         // Shard 0 runs ahead: its second result waits for shard 1's first.
-        #expect(h.reply(ids[0], [.commandComplete("CREATE TABLE"), .commandComplete("CREATE INDEX"), .readyForQuery(.idle)])
-                    .client.isEmpty)
+        #expect(h.reply(ids[0], [.commandComplete("CREATE TABLE"), .commandComplete("CREATE INDEX"),
+                                 .readyForQuery(.inTransaction)]).client.isEmpty)
         #expect(h.reply(ids[1], [.commandComplete("CREATE TABLE")]).client == [.commandComplete("CREATE TABLE")])
-        #expect(h.reply(ids[1], [.commandComplete("CREATE INDEX"), .readyForQuery(.idle)]).client
-                == [.commandComplete("CREATE INDEX"), .readyForQuery(.idle)])
+        #expect(h.reply(ids[1], [.commandComplete("CREATE INDEX"), .readyForQuery(.inTransaction)]).client
+                == [.commandComplete("CREATE INDEX")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 
     @Test func aScatteredBindCombinesEveryExtendedAnswer() {

@@ -60,29 +60,47 @@ import Testing
         #expect(h.engine.transaction == nil)
     }
 
-    @Test func aWriteOnASecondShardIsRefusedAndFailsTheTransaction() {
+    @Test func aTransactionWritingTwoShardsCommitsInTwoPhases() {
         var h = H()
         h.client(Frames.query("BEGIN"))
         let a = h.client(Frames.query("UPDATE users SET name = 'x' WHERE id = \(H.keyOnS0)")).acquiredIDs[0]
         h.grant(a)
         h.reply(a, done("BEGIN", status: .inTransaction))
         h.reply(a, done("UPDATE 1", status: .inTransaction))
-        let refused = h.client(Frames.query("UPDATE users SET name = 'y' WHERE id = \(H.keyOnS1)"))
-        #expect(refused.acquired.isEmpty)
-        guard case .errorResponse(let error)? = refused.sentToClient.first else {
-            Issue.record("expected an error, got \(refused.sentToClient)")
+        let b = h.client(Frames.query("UPDATE users SET name = 'y' WHERE id = \(H.keyOnS1)")).acquiredIDs[0]
+        h.grant(b)
+        h.reply(b, done("BEGIN", status: .inTransaction))
+        h.reply(b, done("UPDATE 1", status: .inTransaction))
+        h.client(Frames.query("COMMIT"))
+        #expect(h.commitTwoPhase([a, b]) == [.commandComplete("COMMIT"), .readyForQuery(.idle)])
+        #expect(h.engine.transaction == nil)
+        #expect(Set(h.log.released) == [a, b])
+    }
+
+    @Test func aPrepareThatFailsRollsBackThePreparedShards() {
+        var h = H()
+        h.client(Frames.query("BEGIN"))
+        var ids: [Int] = []
+        for key in [H.keyOnS0, H.keyOnS1] {
+            let id = h.client(Frames.query("UPDATE users SET name = 'x' WHERE id = \(key)")).acquiredIDs[0]
+            h.grant(id)
+            h.reply(id, done("BEGIN", status: .inTransaction))
+            h.reply(id, done("UPDATE 1", status: .inTransaction))
+            ids.append(id)
+        }
+        h.client(Frames.query("COMMIT"))
+        h.reply(ids[0], done("PREPARE TRANSACTION"))
+        h.reply(ids[1], [serverError("23505", "duplicate key (deferred)"), .readyForQuery(.idle)])
+        // No decision is logged; the shard that prepared rolls back.
+        #expect(!h.log.contains { if case .logCommitDecision = $0 { true } else { false } })
+        #expect(h.log.written(to: ids[0]).compactMap(\.queryText).last?.hasPrefix("ROLLBACK PREPARED") == true)
+        let end = h.reply(ids[0], done("ROLLBACK PREPARED")).client
+        guard case .errorResponse(let error)? = end.first else {
+            Issue.record("expected the error, got \(end)")
             return
         }
-        #expect(error.sqlState == "0A000")
-        #expect(error.message?.contains("s0") == true && error.message?.contains("s1") == true)
-        #expect(refused.sentToClient.last == .readyForQuery(.failedTransaction))
-        // Like PostgreSQL after an error: commands are ignored until the transaction ends...
-        let ignored = h.client(Frames.query("SELECT 1")).sentToClient
-        if case .errorResponse(let e)? = ignored.first { #expect(e.sqlState == "25P02") } else { Issue.record("\(ignored)") }
-        // ...and COMMIT rolls back (the shard that wrote never learns of the refusal, so it gets ROLLBACK).
-        let commit = h.client(Frames.query("COMMIT"))
-        #expect(commit.written(to: a).map(\.queryText) == ["ROLLBACK"])
-        #expect(h.reply(a, done("ROLLBACK")).client == done("ROLLBACK"))
+        #expect(error.sqlState == "23505")
+        #expect(end.last == .readyForQuery(.idle))
         #expect(h.engine.transaction == nil)
     }
 

@@ -1,0 +1,213 @@
+import NIOCore
+import PGWire
+import ShardMap
+import SQLRouting
+
+/// Atomic commit over several shards (DESIGN §6): PREPARE TRANSACTION on every shard that wrote, the
+/// decision written durably, then COMMIT PREPARED; any failure before the decision rolls every shard back.
+extension SessionEngine {
+    struct TwoPhaseCommit {
+        enum Phase {
+            case preparing
+            case logging
+            case committing
+            case rollingBack
+        }
+
+        var id: String
+        var phase: Phase
+        /// The gid prepared (or to be prepared) on each writing participant.
+        var gids: [LeaseID: String] = [:]
+        var pending: Set<LeaseID> = []
+        var prepared: [LeaseID] = []
+        /// Why it rolls back (nil when it commits, or when the client already got the error).
+        var error: ErrorNoticeFields?
+        /// ShardGate opened the transaction around one statement: the client gets ReadyForQuery only.
+        var implicit: Bool
+        var warnings: [ErrorNoticeFields] = []
+        /// The lease answering now had an error.
+        var failedLeases: Set<LeaseID> = []
+    }
+
+    /// COMMIT of a transaction that wrote on several shards. False (nothing done) while answers are in flight.
+    mutating func startTwoPhaseCommit(implicit: Bool, context: inout RoutingContext) -> Bool {
+        guard let transaction = self.transaction else { return true }
+        if let busy = self.inFlight {
+            self.flushOut(busy)
+            return false
+        }
+        guard let registry = context.twoPhase else {
+            return self.refuse(ProxyErrors.unsupported("a transaction that wrote on several shards without a two-phase "
+                + "commit log"), simpleQuery: true)
+        }
+        let id = registry.begin()
+        var commit = TwoPhaseCommit(id: id, phase: .preparing, implicit: implicit)
+        for lease in self.leases where lease.participant {
+            if transaction.writers.contains(lease.target.shard) {
+                let gid = "\(id)_\(lease.target.shard)"
+                commit.gids[lease.id] = gid
+                self.internalQuery("PREPARE TRANSACTION \(SessionParameters.quoteLiteral(gid))", lease: lease.id)
+            } else {
+                // Read only here: nothing to make durable.
+                self.internalQuery("COMMIT", lease: lease.id)
+            }
+            commit.pending.insert(lease.id)
+        }
+        self.twoPhase = commit
+        return true
+    }
+
+    /// The statement ShardGate wrapped in a transaction was answered (the client got its result).
+    mutating func endImplicitTransaction(failed: Bool, context: inout RoutingContext) {
+        if failed {
+            self.rollBackParticipants(error: nil)
+        } else if (self.transaction?.writers.count ?? 0) >= 2 {
+            _ = self.startTwoPhaseCommit(implicit: true, context: &context)
+        } else {
+            var commit = TwoPhaseCommit(id: "", phase: .committing, implicit: true)
+            for lease in self.leases where lease.participant {
+                self.internalQuery("COMMIT", lease: lease.id)
+                commit.pending.insert(lease.id)
+            }
+            self.twoPhase = commit
+        }
+    }
+
+    /// Every participant rolls back (the transaction has failed).
+    private mutating func rollBackParticipants(error: ErrorNoticeFields?) {
+        var commit = TwoPhaseCommit(id: "", phase: .rollingBack, implicit: true)
+        commit.error = error
+        for lease in self.leases where lease.participant {
+            self.internalQuery("ROLLBACK", lease: lease.id)
+            commit.pending.insert(lease.id)
+        }
+        self.twoPhase = commit
+    }
+
+    /// A statement of ShardGate's on a participant, whose answer `twoPhaseAnswer` reads.
+    private mutating func internalQuery(_ sql: String, lease: LeaseID) {
+        self.enqueue(.bytes(Self.query(sql, allocator: self.allocator), [.init(.query, .capture)]), to: lease)
+    }
+
+    /// A message of the answer to one of the commit's statements.
+    mutating func twoPhaseAnswer(lease: LeaseID, type: UInt8, payload: ByteBuffer, completed: Bool,
+                                 context: inout RoutingContext) {
+        guard var commit = self.twoPhase else { return }
+        if type == BackendMessageID.errorResponse.rawValue {
+            var reader = payload
+            let fields = (try? ErrorNoticeFields.decode(from: &reader, message: "ErrorResponse"))
+                ?? ProxyErrors.error("XX000", "malformed error from a shard")
+            commit.failedLeases.insert(lease)
+            let shard = self.leases.first { $0.id == lease }.map { self.shardName($0.target.shard) } ?? "a shard"
+            switch commit.phase {
+            case .preparing:
+                if commit.error == nil {
+                    var error = fields
+                    error.detail = [fields.detail, "The transaction was rolled back on every shard (PREPARE TRANSACTION "
+                        + "failed on \(shard))."].compactMap { $0 }.joined(separator: "\n")
+                    commit.error = error
+                }
+            case .committing:
+                commit.warnings.append(ProxyErrors.warning(fields.sqlState ?? "XX000",
+                    "COMMIT PREPARED on \(shard) failed: \(fields.message ?? "?"); the commit was decided and ShardGate "
+                    + "completes it when \(shard) can be reached"))
+            case .rollingBack, .logging:
+                commit.warnings.append(ProxyErrors.warning(fields.sqlState ?? "XX000",
+                    "rolling back on \(shard) failed: \(fields.message ?? "?")"))
+            }
+        }
+        if completed {
+            commit.pending.remove(lease)
+            if commit.phase == .preparing, commit.gids[lease] != nil, !commit.failedLeases.contains(lease) {
+                commit.prepared.append(lease)
+            }
+        }
+        self.twoPhase = commit
+        if completed, commit.pending.isEmpty { self.advanceTwoPhase(now: context.clock()) }
+    }
+
+    private mutating func advanceTwoPhase(now: NIODeadline) {
+        guard var commit = self.twoPhase else { return }
+        switch commit.phase {
+        case .preparing:
+            if commit.error != nil || commit.gids.isEmpty {
+                commit.phase = .rollingBack
+                for lease in commit.prepared {
+                    self.internalQuery("ROLLBACK PREPARED \(SessionParameters.quoteLiteral(commit.gids[lease]!))", lease: lease)
+                    commit.pending.insert(lease)
+                }
+                self.twoPhase = commit
+                if commit.pending.isEmpty { self.finishTwoPhase(committed: false, now: now) }
+                return
+            }
+            commit.phase = .logging
+            self.twoPhase = commit
+            let participants = commit.prepared.compactMap { lease -> TwoPhaseDecision.Participant? in
+                guard let gid = commit.gids[lease], let target = self.leases.first(where: { $0.id == lease })?.target
+                else { return nil }
+                return .init(shard: self.shardName(target.shard), gid: gid)
+            }
+            self.emit(.logCommitDecision(TwoPhaseDecision(id: commit.id, participants: participants)))
+        case .logging:
+            break
+        case .committing:
+            self.finishTwoPhase(committed: true, now: now)
+        case .rollingBack:
+            self.finishTwoPhase(committed: false, now: now)
+        }
+    }
+
+    /// The decision to commit is durable: the prepared transactions are committed.
+    public mutating func decisionLogged(context: inout RoutingContext) {
+        guard var commit = self.twoPhase, commit.phase == .logging else { return }
+        commit.phase = .committing
+        for lease in commit.prepared {
+            self.internalQuery("COMMIT PREPARED \(SessionParameters.quoteLiteral(commit.gids[lease]!))", lease: lease)
+            commit.pending.insert(lease)
+        }
+        self.twoPhase = commit
+        if commit.pending.isEmpty { self.finishTwoPhase(committed: true, now: context.clock()) }
+        self.settle(context: &context)
+    }
+
+    /// The decision could not be written: nothing was committed anywhere, so everything rolls back.
+    public mutating func decisionFailed(_ reason: String, context: inout RoutingContext) {
+        guard var commit = self.twoPhase, commit.phase == .logging else { return }
+        commit.phase = .rollingBack
+        commit.error = ProxyErrors.error("58030", "ShardGate could not record the commit decision: \(reason); the "
+            + "transaction was rolled back on every shard")
+        for lease in commit.prepared {
+            self.internalQuery("ROLLBACK PREPARED \(SessionParameters.quoteLiteral(commit.gids[lease]!))", lease: lease)
+            commit.pending.insert(lease)
+        }
+        self.twoPhase = commit
+        if commit.pending.isEmpty { self.finishTwoPhase(committed: false, now: context.clock()) }
+        self.settle(context: &context)
+    }
+
+    private mutating func finishTwoPhase(committed: Bool, now: NIODeadline) {
+        guard let commit = self.twoPhase else { return }
+        self.twoPhase = nil
+        if !commit.id.isEmpty {
+            self.emit(.twoPhaseFinished(commit.id, complete: !committed || commit.warnings.isEmpty))
+        }
+        var messages: [BackendMessage] = commit.warnings.map { .noticeResponse($0) }
+        if committed {
+            if !commit.implicit { messages.append(.commandComplete("COMMIT")) }
+        } else if let error = commit.error {
+            messages.append(.errorResponse(error))
+        } else if !commit.implicit {
+            messages.append(.commandComplete("ROLLBACK"))
+        }
+        messages.append(.readyForQuery(.idle))
+        for i in self.leases.indices where self.leases[i].participant {
+            self.leases[i].status = .idle
+        }
+        self.finishTransaction(committed: committed, now: now)
+        self.sendToClient(messages)
+    }
+
+    func shardName(_ shard: Int) -> String {
+        shard < self.shardNames.count ? self.shardNames[shard] : "shard \(shard)"
+    }
+}
