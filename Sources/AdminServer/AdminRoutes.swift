@@ -70,18 +70,28 @@ struct AdminRoutes: Sendable {
 
     func replaceShardMap(_ request: Request) async throws -> Response {
         try self.auth.check(request)
-        let body = try await self.body(of: request)
+        let (body, fenceTexts) = try Self.mapAndFences(try await self.body(of: request))
         let decoded = try ShardMap.decode(body, environment: self.server.configuration.environment,
                                           baseDirectory: self.server.configuration.mapDirectory)
         let live = await self.server.backend.shardMap()
         let map = try AdminSecrets.restore(decoded, from: live)
+        var fences: [Int: LSN] = [:]
+        for (name, text) in fenceTexts {
+            guard let shard = map.shardIndex(named: name) else {
+                throw AdminHTTPError(.badRequest, "fences: the new map has no shard \"\(name)\"")
+            }
+            guard let lsn = LSN(text) else {
+                throw AdminHTTPError(.badRequest, "fences.\(name): \"\(text)\" is not a WAL position like \"0/3000060\"")
+            }
+            fences[shard] = lsn
+        }
         guard map.version > live.version else {
             throw AdminHTTPError(.conflict, """
                 version \(map.version) is not higher than the live map's version \(live.version): every change \
                 needs a new, higher version
                 """)
         }
-        let applied = try await self.server.backend.replaceShardMap(map)
+        let applied = try await self.server.backend.replaceShardMap(map, fences: fences)
         self.server.logger.notice("admin: shard map replaced",
                                   metadata: ["from_version": "\(live.version)", "to_version": "\(applied.version)"])
         return AdminResponse.json(data: applied.jsonData(redactingSecrets: true))
@@ -113,6 +123,24 @@ struct AdminRoutes: Sendable {
     }
 
     // MARK: Bodies
+
+    /// The body of `PUT /shardmap`: a map, or `{"map": {...}, "fences": {"s2": "0/3000060"}}` (a rebalance
+    /// cutover's). Returns the map's JSON and the fences by shard name.
+    static func mapAndFences(_ body: Data) throws -> (map: Data, fences: [String: String]) {
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any], object["map"] != nil else {
+            return (body, [:])
+        }
+        if let unknown = object.keys.sorted().first(where: { $0 != "map" && $0 != "fences" }) {
+            throw AdminHTTPError(.badRequest, #"unknown key "\#(unknown)"; expected a shard map or {"map": {...}, "fences": {"s2": "0/3000060"}}"#)
+        }
+        guard let map = object["map"] as? [String: Any], let data = try? JSONSerialization.data(withJSONObject: map) else {
+            throw AdminHTTPError(.badRequest, #""map" must be a shard map object"#)
+        }
+        guard let fences = (object["fences"] ?? [String: String]()) as? [String: String] else {
+            throw AdminHTTPError(.badRequest, #""fences" must map shard names to WAL positions, e.g. {"s2": "0/3000060"}"#)
+        }
+        return (data, fences)
+    }
 
     private func body(of request: Request) async throws -> Data {
         do {

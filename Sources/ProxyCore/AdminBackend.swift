@@ -19,7 +19,11 @@ public protocol AdminBackend: Sendable {
     /// in from the live map): checks that its version is higher than the live one (else throws
     /// `AdminError.conflict`), persists it where the proxy loaded its map from, then swaps it in.
     /// Returns the map now live. On any error the running map stays untouched.
-    func replaceShardMap(_ map: ShardMap) async throws -> ShardMap
+    ///
+    /// `fences` (shard index → WAL position of its primary), sent by a rebalance cutover: that shard's
+    /// replicas serve reads again only once they have replayed the position (rows that arrived on its
+    /// primary by logical replication are then on them too).
+    func replaceShardMap(_ map: ShardMap, fences: [Int: LSN]) async throws -> ShardMap
 
     /// Pauses new statements that touch `slots` (they queue, they do not fail; statements on other slots
     /// never wait), then waits up to `timeout` for transactions in flight on them to finish.

@@ -47,6 +47,10 @@ public struct RoutingContext {
     public var lag: LagSnapshot
     /// Slots whose statements wait (a rebalance's cutover); empty almost always.
     public private(set) var pausedSlots: Set<Int> = []
+    /// Per shard, a WAL position its replicas must have replayed before they serve any read (a rebalance
+    /// cutover's fence: the moved rows reached that shard's primary by logical replication). Dropped once
+    /// every replica of the shard is past it.
+    public private(set) var replicaFences: [Int: LSN] = [:]
     /// The monotonic clock (injected for tests).
     public var clock: @Sendable () -> NIODeadline
     /// This proxy's two-phase commits (nil: commits over several shards are refused).
@@ -73,6 +77,28 @@ public struct RoutingContext {
         if !sameShards { self.lag = LagModel(map: map).snapshot }
     }
 
+    /// Adds fences (keeping the later position where a shard has one already).
+    public mutating func addReplicaFences(_ fences: [Int: LSN]) {
+        for (shard, lsn) in fences where shard < self.map.shards.count {
+            self.replicaFences[shard] = max(lsn, self.replicaFences[shard] ?? lsn)
+        }
+        self.pruneReplicaFences()
+    }
+
+    /// A new lag snapshot; fences every replica of their shard has passed are dropped.
+    public mutating func updateLag(_ lag: LagSnapshot) {
+        self.lag = lag
+        self.pruneReplicaFences()
+    }
+
+    private mutating func pruneReplicaFences() {
+        guard !self.replicaFences.isEmpty else { return }
+        for (shard, lsn) in self.replicaFences where shard < self.lag.shards.count {
+            let replicas = self.lag.shards[shard].replicas
+            if replicas.allSatisfy({ ($0.replayLSN ?? .zero) >= lsn }) { self.replicaFences[shard] = nil }
+        }
+    }
+
     public mutating func setPausedSlots(_ slots: Set<Int>) {
         self.pausedSlots = slots
     }
@@ -93,22 +119,26 @@ public struct RoutingContext {
     /// A replica of `shard` that may serve a read under `fence` (round-robin among those that may), or nil
     /// for the primary.
     public mutating func chooseReplica(shard: Int, fence: ReadFence?) -> Int? {
-        let required: LSN?
-        switch fence {
-        case .pending?: return nil
-        case .lsn(let lsn)?: required = lsn
-        case nil: required = nil
-        }
+        let needed = self.replayNeeded(shard: shard, fence: fence)
+        guard needed.replicaAllowed else { return nil }
         self.roundRobin &+= 1
-        return self.lag.servingReplica(shard: shard, fence: required, startingAt: self.roundRobin)
+        return self.lag.servingReplica(shard: shard, fence: needed.lsn, startingAt: self.roundRobin)
     }
 
     /// Whether replica `replica` of `shard` may still serve a read under `fence`.
     public func replicaMayServe(shard: Int, replica: Int, fence: ReadFence?) -> Bool {
+        let needed = self.replayNeeded(shard: shard, fence: fence)
+        return needed.replicaAllowed && self.lag.replicaCanServe(shard: shard, replica: replica, fence: needed.lsn)
+    }
+
+    /// What a replica of `shard` must have replayed under the session's `fence` and the shard's replica
+    /// fence (`lsn` nil: nothing); no replica is allowed while the session's fence is pending.
+    private func replayNeeded(shard: Int, fence: ReadFence?) -> (replicaAllowed: Bool, lsn: LSN?) {
+        let shardFence = self.replicaFences.isEmpty ? nil : self.replicaFences[shard]
         switch fence {
-        case .pending?: return false
-        case .lsn(let lsn)?: return self.lag.replicaCanServe(shard: shard, replica: replica, fence: lsn)
-        case nil: return self.lag.replicaCanServe(shard: shard, replica: replica, fence: nil)
+        case .pending?: return (false, nil)
+        case .lsn(let session)?: return (true, max(session, shardFence ?? session))
+        case nil: return (true, shardFence)
         }
     }
 }

@@ -80,8 +80,9 @@ final class LoopContext {
     }
 
     /// A new map version: statements from now on are routed by it (sessions keep the backends they hold).
-    func apply(map: ShardMap, servers: [[BackendServer]]) {
+    func apply(map: ShardMap, servers: [[BackendServer]], fences: [Int: LSN]) {
         self.routing.updateMap(map)
+        self.routing.addReplicaFences(fences)
         self.servers = servers
     }
 

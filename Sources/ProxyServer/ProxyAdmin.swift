@@ -42,7 +42,7 @@ public final class ProxyAdmin: AdminBackend {
         self.server.currentMap
     }
 
-    public func replaceShardMap(_ map: ShardMap) async throws -> ShardMap {
+    public func replaceShardMap(_ map: ShardMap, fences: [Int: LSN]) async throws -> ShardMap {
         guard self.swapping.withLockedValue({ busy in
             defer { busy = true }
             return !busy
@@ -67,7 +67,7 @@ public final class ProxyAdmin: AdminBackend {
             }
         }
         do {
-            try await self.server.replaceMap(map)
+            try await self.server.replaceMap(map, fences: fences)
         } catch {
             throw AdminError.invalid("\(error)")
         }

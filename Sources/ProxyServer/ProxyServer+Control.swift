@@ -26,15 +26,16 @@ extension ProxyServer {
     public func publish(lag: LagSnapshot) {
         for (_, (box, _)) in self.loops {
             box.eventLoop.execute {
-                box.value?.routing.lag = lag
+                box.value?.routing.updateLag(lag)
             }
         }
     }
 
     /// Swaps in a new map version on every event loop. Statements routed from then on use it; sessions keep
     /// the backends they hold. Shards may be added and their URLs may change, but existing shards keep their
-    /// names and order (backends held are addressed by shard index).
-    public func replaceMap(_ map: ShardMap) async throws {
+    /// names and order (backends held are addressed by shard index). `fences` hold the named shards'
+    /// replicas out of reads until they have replayed those positions (`RoutingContext.addReplicaFences`).
+    public func replaceMap(_ map: ShardMap, fences: [Int: LSN] = [:]) async throws {
         let live = self.currentMap
         guard map.version > live.version else {
             throw ProxyConfigurationError(description: "shard map version \(map.version) is not newer than the live version \(live.version)")
@@ -51,8 +52,11 @@ extension ProxyServer {
         }
         let servers = Self.servers(of: map, environment: self.configuration.environment)
         self.control.withLockedValue { $0.map = map }
-        await self.onEachLoop { $0.apply(map: map, servers: servers) }
-        self.logger.info("shard map replaced", metadata: ["version": "\(map.version)"])
+        await self.onEachLoop { $0.apply(map: map, servers: servers, fences: fences) }
+        self.logger.info("shard map replaced", metadata: [
+            "version": "\(map.version)",
+            "fences": "\(fences.sorted { $0.key < $1.key }.map { "\(map.shards[$0.key].name)=\($0.value)" }.joined(separator: " "))",
+        ])
     }
 
     /// Pauses statements touching `slots` on every loop (added to those paused already), then waits up to

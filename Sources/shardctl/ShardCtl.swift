@@ -6,5 +6,5 @@ struct ShardCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shardctl",
         abstract: "Operate ShardGate proxies through their admin ports.",
-        subcommands: [Status.self, MapCommand.self])
+        subcommands: [Status.self, MapCommand.self, RebalanceCommand.self, VerifyCommand.self])
 }

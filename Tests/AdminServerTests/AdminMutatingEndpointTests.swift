@@ -73,6 +73,29 @@ struct AdminMutatingEndpointTests {
         #expect(replaced.first?.shards[0].primary.password == "pw0")
     }
 
+    @Test func putShardMapTakesReadFencesWithTheMap() async throws {
+        let harness = await AdminHarness(token: Self.token)
+        try await harness.test { client in
+            let wrapped = #"{"map": \#(Self.mapJSON(version: 4)), "fences": {"s1": "0/3000060"}}"#
+            let response = try await client.execute(uri: "/shardmap", method: .put, headers: Self.bearer, body: body(wrapped))
+            #expect(response.status == .ok, "\(String(buffer: response.body))")
+            let cases: [(String, String)] = [
+                (#"{"map": \#(Self.mapJSON(version: 5)), "fences": {"s9": "0/1"}}"#, #"fences: the new map has no shard "s9""#),
+                (#"{"map": \#(Self.mapJSON(version: 5)), "fences": {"s1": "zz"}}"#, #"fences.s1: "zz" is not a WAL position"#),
+                (#"{"map": \#(Self.mapJSON(version: 5)), "fences": ["s1"]}"#, #""fences" must map shard names"#),
+                (#"{"map": \#(Self.mapJSON(version: 5)), "fence": {}}"#, #"unknown key "fence""#),
+            ]
+            for (text, expected) in cases {
+                let refused = try await client.execute(uri: "/shardmap", method: .put, headers: Self.bearer, body: body(text))
+                #expect(refused.status == .badRequest)
+                let message = try #require(try json(refused)["error"] as? String)
+                #expect(message.contains(expected), "\(message)")
+            }
+        }
+        #expect(await harness.backend.replaced.map(\.version) == [4])
+        #expect(await harness.backend.fences == [[1: LSN(0x3000060)]])
+    }
+
     @Test func putShardMapRefusesAVersionThatDoesNotGrow() async throws {
         let harness = await AdminHarness(token: Self.token)
         try await harness.test { client in

@@ -15,6 +15,7 @@ actor FakeAdminBackend: AdminBackend {
     var pauseCalls: [(slots: [Int], timeout: Duration)] = []
     var resumeCalls: [[Int]] = []
     var replaced: [ShardMap] = []
+    var fences: [[Int: LSN]] = []
     /// What the next pause reports as still in flight (0: drained).
     var inFlightOnPause = 0
 
@@ -32,9 +33,10 @@ actor FakeAdminBackend: AdminBackend {
 
     func shardMap() async -> ShardMap { self.map }
 
-    func replaceShardMap(_ map: ShardMap) async throws -> ShardMap {
+    func replaceShardMap(_ map: ShardMap, fences: [Int: LSN]) async throws -> ShardMap {
         guard map.version > self.map.version else { throw AdminError.conflict("version must grow") }
         self.replaced.append(map)
+        self.fences.append(fences)
         self.map = map
         return map
     }

@@ -147,6 +147,25 @@ import Testing
         #expect(h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS0)")).acquired == [.primary(0)])
     }
 
+    @Test func aShardsReplicaFenceHoldsEverySessionsReadsOnThePrimaryUntilReplayed() {
+        var h = H()
+        h.context.lag = H.lag(replay: [[700], [400]])
+        // A rebalance cutover: rows reached s1's primary up to 500; its replica has replayed 400.
+        h.context.addReplicaFences([1: LSN(500)])
+        #expect(h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")).acquired == [.primary(1)])
+        #expect(h.context.replicaFences == [1: LSN(500)])
+        // Other shards are not held back.
+        var other = H(context: h.context)
+        #expect(other.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS0)")).acquired
+                == [BackendTarget(shard: 0, replica: 0)])
+        // Replayed: the fence goes, and the replica serves again.
+        h.context.updateLag(H.lag(replay: [[700], [500]]))
+        #expect(h.context.replicaFences.isEmpty)
+        var later = H(context: h.context)
+        #expect(later.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")).acquired
+                == [BackendTarget(shard: 1, replica: 0)])
+    }
+
     @Test func aReplicaOutOfRotationIsNotUsed() {
         var h = H()
         h.context.lag = H.lag(inRotation: [[true], [false]])

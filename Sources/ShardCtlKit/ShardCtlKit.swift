@@ -1,3 +1,0 @@
-import CLibPQ
-/// shardctl library (placeholder until it lands).
-enum ShardCtlKitPlaceholder {}
