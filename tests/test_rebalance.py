@@ -331,10 +331,18 @@ def check_consistent(shards, m: dict, workload: Workload, shardctl: Shardctl) ->
     assert "clean" in verify.stdout
 
 
-def check_proxies(proxies, version: int) -> None:
+def check_proxies(proxies, slots: dict | None, min_version: int, copies: dict | None = None) -> None:
+    """Every proxy serves (and persisted) the same map, at least `min_version`, with `slots` (when given),
+    no copies left by a move, and nothing paused. (A move pushes three versions: copies on the target,
+    the cutover, copies withdrawn after the cleanup.)"""
+    version = live_map(proxies[0])["version"]
+    assert version >= min_version, f"map version {version}, expected at least {min_version}"
     for p in proxies:
         m = live_map(p)
-        assert m["version"] == version, f"proxy {p.admin_url} serves map version {m['version']}, expected {version}"
+        assert m["version"] == version, f"proxy {p.admin_url} serves map version {m['version']}, others {version}"
+        if slots is not None:
+            assert m["slots"] == slots, f"proxy {p.admin_url} serves slots {m['slots']}, expected {slots}"
+        assert m.get("copies") == copies, f"proxy {p.admin_url} records copies {m.get('copies')}, expected {copies}"
         status, body = http(p.admin_url, "GET", "/status", token=None)
         assert status == 200 and body["paused_slots"] == "", f"{p.admin_url} still pauses {body.get('paused_slots')}"
         assert json.loads(p.map_path.read_text())["version"] == version, "the proxy persisted the map"
@@ -379,7 +387,7 @@ def test_moves_under_load_lose_and_duplicate_nothing(cluster, proxy_factory, sg_
         workload.finish()
     final = live_map(proxies[0])
     assert final["slots"] == base["slots"], "the slots went there and back"
-    check_proxies(proxies, base["version"] + 4)
+    check_proxies(proxies, base["slots"], base["version"] + 4)
     check_consistent(cluster, final, workload, ctl)
     pauses.sort()
     print(f"pauses per move (shardctl): {['%.1f ms' % p for p in pauses]}; max {pauses[-1]:.1f} ms")
@@ -396,9 +404,10 @@ def test_even_plans_and_moves_to_balance_the_shards(cluster, proxy_factory, sg_e
     workload = Workload.start(proxies, count=4)
     try:
         ctl.run("rebalance", "--slots", slot_list(slots_of(base, "s1")[:200]), "--to", "s0")
+        before = live_map(proxies[0])
         dry = ctl.run("rebalance", "--even", "--dry-run")
         assert "dry run: nothing was changed" in dry.stdout
-        assert live_map(proxies[0])["version"] == base["version"] + 1
+        assert live_map(proxies[0]) == before
         ctl.run("rebalance", "--even")
     finally:
         workload.finish()
@@ -434,7 +443,7 @@ def test_killed_shardctl_resumes_to_a_consistent_state(cluster, proxy_factory, s
         assert ctl.journal_json()["state"] == "done"
     finally:
         workload.finish()
-    check_proxies(proxies, base["version"] + 1)
+    check_proxies(proxies, None, base["version"] + 1)
     final = live_map(proxies[0])
     assert len(slots_of(final, "s2")) == len(slots_of(base, "s2")) + 100
     check_consistent(cluster, final, workload, ctl)
@@ -458,7 +467,7 @@ def test_killed_shardctl_aborts_to_the_old_map_with_no_leftovers(cluster, proxy_
         time.sleep(0.5)
     finally:
         workload.finish()
-    check_proxies(proxies, base["version"])
+    check_proxies(proxies, base["slots"], base["version"])
     target = primaries(cluster)[2]
     copied = target.execute(f"SELECT count(*) FROM {ITEMS} WHERE {SLOT_SQL.format(col='id')} = ANY(%s)", (moving,)).fetchone()[0]
     assert copied == 0, "the copied rows were removed from the target"
@@ -505,11 +514,16 @@ class SilentPauseProxy:
             def do_PUT(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                version = body.get("map", body).get("version", 0)
-                if version <= live_map(outer.real)["version"]:
-                    # shardctl's fence probe (the live version again), refused as a real proxy does.
-                    outer.requests.append("PUT probe")
-                    return self.reply(409, {"error": f"version {version} is not higher than the live map's version"})
+                new = body.get("map", body)
+                real = live_map(outer.real)
+                if new.get("slots") == real["slots"]:
+                    # A map that changes only the copies (before the copy, after an abort): shardctl sends
+                    # it to the real proxy too; answer once that one serves it.
+                    outer.requests.append("PUT copies")
+                    deadline = time.monotonic() + 5
+                    while live_map(outer.real)["version"] < new.get("version", 0) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    return self.reply(200, live_map(outer.real))
                 outer.requests.append(f"PUT {self.path}")
                 self.reply(500, {"error": "a hung proxy must never get a new map"})
 
@@ -538,7 +552,8 @@ def test_a_proxy_that_does_not_answer_the_pause_leaves_the_old_map_everywhere(cl
         assert "old map keeps serving" in failed.stderr, failed.stderr
         assert "PUT /shardmap" not in silent.requests, silent.requests
         assert "POST /slots/resume" in silent.requests, "the pause is released everywhere, also where it hung"
-        check_proxies(proxies, base["version"])
+        # The subscription stays (its rows on s2 are copies, filtered from reads) until --abort.
+        check_proxies(proxies, base["slots"], base["version"], copies={"s2": slot_list(slots_of(base, "s0")[-100:])})
         time.sleep(0.5)
         # The journal is left at the cutover; --abort removes everything the run made.
         assert ctl.journal_json()["moves"][0]["phase"] == "caught_up"
@@ -546,7 +561,7 @@ def test_a_proxy_that_does_not_answer_the_pause_leaves_the_old_map_everywhere(cl
     finally:
         workload.finish()
         silent.close()
-    check_proxies(proxies, base["version"])
+    check_proxies(proxies, base["slots"], base["version"])
     check_consistent(cluster, base, workload, Shardctl(ctl.binary, proxies, ctl.journal))
 
 
@@ -589,3 +604,74 @@ def test_verify_reports_rows_left_on_a_shard_that_does_not_own_them(cluster, pro
     assert "differs from the owner" in ctl.run("verify", "--slots", str(slot), check=False).stdout
     dbs[wrong].execute(f"DELETE FROM {ITEMS} WHERE id = 7")
     assert ctl.run("verify").returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads over several shards while rows exist twice (copied to the target, not yet deleted from the source)
+# ---------------------------------------------------------------------------------------------
+def wait_for_copy(db, moving: list[int], expected: int) -> None:
+    """Until the subscription on `db` (the target) has copied all `expected` rows of `moving`."""
+    deadline = time.monotonic() + 60
+    query = f"SELECT count(*) FROM {ITEMS} WHERE {SLOT_SQL.format(col='id')} = ANY(%s)"
+    while db.execute(query, (moving,)).fetchone()[0] < expected:
+        assert time.monotonic() < deadline, "the subscription did not copy the rows within 60 s"
+        time.sleep(0.2)
+
+
+def check_reads_count_each_row_once(proxy, ids: set[int]) -> None:
+    """Keyless reads through the proxy, simple and extended protocol, concatenated and merged."""
+    with proxy.connect() as c:
+        simple = psycopg.ClientCursor(c)  # the simple query protocol
+        assert simple.execute(f"SELECT count(*) FROM {ITEMS}").fetchone()[0] == len(ids)
+        rows = [r[0] for r in simple.execute(f"SELECT id FROM {ITEMS}").fetchall()]
+        assert sorted(rows) == sorted(ids), f"{len(rows)} rows for {len(ids)} ids"
+        rows = [r[0] for r in simple.execute(f"SELECT x.id FROM public.{ITEMS} AS x JOIN {COUNTRIES} ON code = 'fr'")]
+        assert sorted(rows) == sorted(ids), f"{len(rows)} rows for {len(ids)} ids"
+        rows = [r[0] for r in c.execute(f"SELECT id FROM {ITEMS} WHERE val = %s", ("v",)).fetchall()]
+        assert sorted(rows) == sorted(ids), f"{len(rows)} rows for {len(ids)} ids"
+        # extended protocol, a bind parameter, a merge (ORDER BY + LIMIT) and an alias
+        got = [r[0] for r in c.execute(f"SELECT i.id FROM {ITEMS} i WHERE i.writer >= %s ORDER BY i.id LIMIT 5000", (0,))]
+        assert got == sorted(ids)
+        assert c.execute(f"SELECT count(DISTINCT id), count(*) FROM {ITEMS} WHERE id > %s", (0,)).fetchone() == (len(ids), len(ids))
+        assert c.execute(f"SELECT count(*) FROM {ITEMS} WHERE id = ANY(%s)", ([min(ids), max(ids)],)).fetchone()[0] == 2
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="rebalance"):
+            c.execute(f"UPDATE {ITEMS} SET val = val")
+        assert c.execute("SELECT 1").fetchone()[0] == 1, "the session keeps working after the refusal"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_reads_over_all_shards_see_each_row_once_during_a_move(cluster, proxy_factory, sg_env, tmp_path):
+    create_tables(cluster)
+    proxy = start_proxies(proxy_factory, count=1)[0]
+    base = live_map(proxy)
+    moving = slots_of(base, "s0")[-100:]
+    ids = set(range(1, 3001))
+    with proxy.connect() as c:
+        with c.cursor() as cur:
+            cur.executemany(f"INSERT INTO {ITEMS} (id, writer, val) VALUES (%s, 0, 'v')", [(k,) for k in sorted(ids)])
+    dbs = primaries(cluster)
+    in_moving = dbs[0].execute(f"SELECT count(*) FROM {ITEMS} WHERE {SLOT_SQL.format(col='id')} = ANY(%s)",
+                               (moving,)).fetchone()[0]
+    assert in_moving > 0
+    ctl = Shardctl(shardctl_bin(sg_env), [proxy], tmp_path / "rebalance.journal")
+    held = ctl.start_held("copy", "--slots", slot_list(moving), "--to", "s2")
+    try:
+        wait_for_copy(dbs[2], moving, in_moving)  # now on s0 and s2
+        assert live_map(proxy)["copies"] == {"s2": slot_list(moving)}
+        check_reads_count_each_row_once(proxy, ids)
+    finally:
+        kill(held)
+    held = ctl.start_held("cleanup", "--resume")
+    try:
+        m = live_map(proxy)
+        assert m["copies"] == {"s0": slot_list(moving)}, "after the cutover the source's rows are the copies"
+        assert set(slots_of(m, "s2")) >= set(moving)
+        check_reads_count_each_row_once(proxy, ids)
+    finally:
+        kill(held)
+    ctl.run("rebalance", "--resume")
+    check_proxies([proxy], None, base["version"] + 3)
+    with proxy.connect() as c:
+        assert c.execute(f"SELECT count(*) FROM {ITEMS}").fetchone()[0] == len(ids)
+        assert c.execute(f"UPDATE {ITEMS} SET val = 'w'").rowcount == len(ids), "keyless writes work again"

@@ -158,6 +158,12 @@ extension SessionEngine {
             return self.bindMerged(frame, bind: bind, statement: statement, plan: plan, shards: shards, effect: effect,
                                    context: &context)
         }
+        var filtered: [Int: String]?
+        do {
+            try Self.filterCopies(&filtered, sql: statement.key.sql, shards: shards, map: context.map)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: false)
+        }
         guard self.isReadyForGroup(shards) else { return false }
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
@@ -173,6 +179,16 @@ extension SessionEngine {
         }
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
+            if let text = filtered?[shards[index]] {
+                // This shard holds a rebalance's copies: it runs the filtered text as its unnamed statement.
+                var out = self.allocator.buffer(capacity: text.utf8.count + bytes.readableBytes + 16)
+                FrontendMessage.parse(Parse(name: "", query: text, parameterTypes: statement.key.parameterTypes))
+                    .encode(into: &out)
+                out.writeImmutableBuffer(Self.rebind(bind, statement: "", allocator: self.allocator))
+                self.enqueue(.bytes(out, [.init(.parse, .swallow), .init(.bind, .combine)]), to: member)
+                if let i = self.index(of: member) { self.leases[i].unnamedValid = false }
+                continue
+            }
             self.enqueue(Self.ensure(statement), to: member)
             self.enqueue(.bytes(bytes, [.init(.bind, .combine)]), to: member)
         }
@@ -200,6 +216,12 @@ extension SessionEngine {
         } catch {
             return self.refuse(Self.error(error), simpleQuery: false)
         }
+        var filtered: [Int: String]?
+        do {
+            try Self.filterCopies(&filtered, sql: mergePlan.shardSQL, shards: shards, map: context.map)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: false)
+        }
         guard self.isReadyForGroup(shards) else { return false }
         let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
         let merger = ResultMerger(spec: spec, shardCount: shards.count, maxBufferedBytes: context.map.merge.maxBytes,
@@ -213,14 +235,19 @@ extension SessionEngine {
         if shardBind.resultFormats.count > 1 {
             shardBind.resultFormats += Array(repeating: 0, count: mergePlan.hiddenColumnCount)
         }
-        var out = self.allocator.buffer(capacity: mergePlan.shardSQL.utf8.count + 64)
-        FrontendMessage.parse(Parse(name: "", query: mergePlan.shardSQL, parameterTypes: statement.key.parameterTypes))
-            .encode(into: &out)
-        FrontendMessage.bind(shardBind).encode(into: &out)
-        FrontendMessage.describe(.portal(bind.portal)).encode(into: &out)
+        let allocator = self.allocator
+        let messages = { (text: String) -> ByteBuffer in
+            var out = allocator.buffer(capacity: text.utf8.count + 64)
+            FrontendMessage.parse(Parse(name: "", query: text, parameterTypes: statement.key.parameterTypes))
+                .encode(into: &out)
+            FrontendMessage.bind(shardBind).encode(into: &out)
+            FrontendMessage.describe(.portal(bind.portal)).encode(into: &out)
+            return out
+        }
+        let out = messages(mergePlan.shardSQL)
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
-            self.enqueue(.bytes(out, [.init(.parse, .swallow), .init(.bind, .combine), .init(.mergeDescribe, .combine)]),
+            self.enqueue(.bytes(filtered?[shards[index]].map(messages) ?? out, [.init(.parse, .swallow), .init(.bind, .combine), .init(.mergeDescribe, .combine)]),
                          to: member)
             // The unnamed statement there is now the rewritten one, not the client's.
             if let i = self.index(of: member) { self.leases[i].unnamedValid = false }

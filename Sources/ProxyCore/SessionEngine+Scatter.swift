@@ -26,6 +26,11 @@ extension SessionEngine {
                 return self.refuse(Self.error(error), simpleQuery: true)
             }
         }
+        do {
+            try Self.filterCopies(&perShard, sql: sql, shards: shards, map: context.map)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: true)
+        }
         guard self.isReadyForGroup(shards) else { return false }
         let atomic = self.beginImplicitTransaction(plan: plan, analysis: analysis)
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
@@ -51,6 +56,18 @@ extension SessionEngine {
             self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
         }
         return true
+    }
+
+    /// On shards that hold a rebalance's copies (`ShardMap.copies`), the statement with those rows
+    /// filtered out of its sharded tables (`CopyFilter`); `texts` gains the shards whose text changes.
+    /// Costs nothing unless a rebalance is moving slots.
+    static func filterCopies(_ texts: inout [Int: String]?, sql: String, shards: [Int], map: ShardMap) throws(RouteError) {
+        guard !map.copies.isEmpty else { return }
+        for shard in shards where map.copies[shard] != nil {
+            let text = texts?[shard] ?? sql
+            let filtered = try CopyFilter.rewrite(text, map: map, shard: shard)
+            if filtered != text { texts = texts ?? [:]; texts![shard] = filtered }
+        }
     }
 
     /// A write over several shards outside a transaction runs in one ShardGate opens around it (committed
@@ -91,6 +108,12 @@ extension SessionEngine {
         } catch {
             return self.refuse(Self.error(error), simpleQuery: true)
         }
+        var filtered: [Int: String]?
+        do {
+            try Self.filterCopies(&filtered, sql: mergePlan.shardSQL, shards: shards, map: context.map)
+        } catch {
+            return self.refuse(Self.error(error), simpleQuery: true)
+        }
         guard self.isReadyForGroup(shards) else { return false }
         let names = shards.map { $0 < self.shardNames.count ? self.shardNames[$0] : "shard \($0)" }
         let merger = ResultMerger(spec: spec, shardCount: shards.count, maxBufferedBytes: context.map.merge.maxBytes,
@@ -102,7 +125,8 @@ extension SessionEngine {
         let bytes = Self.query(mergePlan.shardSQL, allocator: self.allocator)
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
-            self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
+            let text = filtered?[shards[index]].map { Self.query($0, allocator: self.allocator) }
+            self.enqueue(.bytes(text ?? bytes, [.init(.query, .combine)]), to: member)
         }
         return true
     }

@@ -153,7 +153,11 @@ final class LagMonitorProbe {
         let logger = self.logger
         let id = self.id
         do {
-            let connection = try await Self.withDeadline(deadline, discardLate: { _ = $0.close() as EventLoopFuture<Void> }) {
+            // Not cancelled at the deadline: PostgresNIO (debug builds) asserts when a connect cancelled
+            // mid-startup drops its connection; the connect times out by itself (connectTimeout) and a
+            // late connection is closed here.
+            let connection = try await Self.withDeadline(deadline, discardLate: { _ = $0.close() as EventLoopFuture<Void> },
+                                                         cancelOnTimeout: false) {
                 try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: id, logger: logger)
             }
             if self.target.replica == nil {
@@ -236,6 +240,7 @@ final class LagMonitorProbe {
     static func withDeadline<T: Sendable>(
         _ deadline: NIODeadline, onTimeout: @escaping @Sendable () -> Void = {},
         discardLate: @escaping @Sendable (T) -> Void = { _ in },
+        cancelOnTimeout: Bool = true,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         return try await withThrowingTaskGroup(of: DeadlineOutcome<T>.self) { group in
@@ -253,7 +258,7 @@ final class LagMonitorProbe {
                 return value
             case .timedOut, nil:
                 onTimeout()
-                group.cancelAll()
+                if cancelOnTimeout { group.cancelAll() }
                 // An operation that finished anyway (a connection that opened just too late) is disposed of.
                 while let outcome = try? await group.next() {
                     if case .value(let late) = outcome { discardLate(late) }

@@ -26,6 +26,8 @@ public struct RebalanceOptions: Sendable, Equatable {
         case paused
         /// The new map is live on every proxy, the slots are still paused.
         case flipped
+        /// The slots are resumed; the cleanup (the source still holds the moved rows) has not started.
+        case cleanup
     }
 }
 

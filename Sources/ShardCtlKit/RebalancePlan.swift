@@ -53,7 +53,8 @@ public struct RebalancePlan: Sendable, Equatable {
 }
 
 extension ShardMap {
-    /// This map with `slots` owned by `target` and the version one higher, validated.
+    /// This map with `slots` owned by `target` (their copies there gone, their rows on the old owners now
+    /// copies until the cleanup) and the version one higher, validated.
     public func moving(_ slots: [Int], to target: String) throws -> ShardMap {
         guard let index = self.shardIndex(named: target) else {
             throw RebalanceError.unknownShard(target, known: self.shards.map(\.name))
@@ -63,7 +64,11 @@ extension ShardMap {
             guard (0..<map.slotCount).contains(slot) else {
                 throw RebalanceError.invalidRequest("slot \(slot) is out of range 0-\(map.slotCount - 1)")
             }
+            let source = map.slotOwners[slot]
             map.slotOwners[slot] = index
+            map.removeCopies([slot], from: index)
+            // Until the cleanup deletes them, the source keeps the moved rows: a copy now.
+            if source != index { map.addCopies([slot], on: source) }
         }
         map.version += 1
         try map.validate()

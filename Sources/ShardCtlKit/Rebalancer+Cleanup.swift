@@ -3,7 +3,8 @@ import ShardMap
 
 /// Step 4 of a move (cleanup) and `--abort`.
 extension Rebalancer {
-    func cleanup(_ index: Int) throws {
+    func cleanup(_ index: Int) async throws {
+        try await hold(at: .cleanup, options: self.options, console: self.console)
         let move = self.journal.moves[index]
         let source = try self.sessions.primary(move.source)
         // The subscription goes first: deleting on the source while it streams would delete the rows on
@@ -13,6 +14,7 @@ extension Rebalancer {
         try source.execute(RebalanceSQL.dropPublication(move.name))
         let deleted = try self.deleteRows(index, on: source, shard: move.source)
         self.journal.moves[index].rowsDeleted = deleted
+        try await self.withdrawCopies(index, from: move.source)
         self.console.line("\(self.label(index)): done; dropped the subscription, publication and slot, deleted \(deleted) moved row(s) from \(move.source)")
         try self.advance(index, to: .done, "cleaned up, \(deleted) rows deleted from \(move.source)")
     }
@@ -64,6 +66,7 @@ extension Rebalancer {
             }
         }
         self.journal.moves[index].rowsDeleted = deleted
+        try await self.withdrawCopies(index, from: move.target)
         for later in index..<self.journal.moves.count where self.journal.moves[later].phase != .done {
             self.journal.moves[later].phase = .aborted
         }

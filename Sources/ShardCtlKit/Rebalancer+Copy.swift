@@ -62,6 +62,7 @@ extension Rebalancer {
             try self.advance(index, to: .subscribed, "nothing to copy")
             return
         }
+        try await self.announceCopies(index)
         let source = try self.sessions.primary(move.source)
         let target = try self.sessions.primary(move.target)
         if try target.query("SELECT count(*) FROM pg_subscription WHERE subname = $1", [move.name]).value() == "0" {

@@ -95,7 +95,7 @@ public final class Rebalancer {
                 case .cutover(let move): try await self.cutover(move)
                 case .releasePause(let move): try await self.releasePause(move)
                 case .finishFlip(let move): try await self.finishFlip(move)
-                case .cleanup(let move): try self.cleanup(move)
+                case .cleanup(let move): try await self.cleanup(move)
                 case .finished:
                     if self.journal.state != .done {
                         self.journal.state = .done

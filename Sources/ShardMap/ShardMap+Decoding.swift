@@ -4,7 +4,7 @@ extension ShardMap {
     /// The keys of the top-level object, in the order `jsonData` writes them.
     static let topLevelKeys = [
         "version", "slot_count", "shards", "slots", "tables", "auth", "pool", "replicas", "tls",
-        "unlisted_tables", "merge",
+        "unlisted_tables", "merge", "copies",
     ]
 
     /// Parses and validates; `${VAR}` inside any JSON string is expanded from `environment`
@@ -77,6 +77,22 @@ extension ShardMap {
             let merge = try decoder.object(value, "merge", allowed: ["max_bytes"])
             map.merge.maxBytes = try merge.optional("max_bytes")
                 .map { try decoder.integer($0, "merge.max_bytes") } ?? map.merge.maxBytes
+        }
+        if let value = top.optional("copies") {
+            let copies = try decoder.object(value, "copies", allowed: nil)
+            for (name, ranges) in copies.members {
+                let path = copies.path(name)
+                guard let shardIndex = shards.firstIndex(where: { $0.name == name }) else {
+                    throw ShardMapError(field: path, problem: "unknown shard \"\(name)\"; \(knownShards(shards))")
+                }
+                let text = try decoder.string(ranges, path)
+                do {
+                    let slots = SlotRanges.slots(in: try SlotRanges.parse(text, slotCount: slotCount))
+                    if !slots.isEmpty { map.copies[shardIndex] = Set(slots) }
+                } catch let error as ShardMapError {
+                    throw error.at(path)
+                }
+            }
         }
         try map.validate()
         return map

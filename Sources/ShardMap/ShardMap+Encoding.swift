@@ -71,6 +71,11 @@ extension ShardMap {
             members.append(("unlisted_tables", string(unlistedTables)))
         }
         members.append(("merge", .object([("max_bytes", number(merge.maxBytes))])))
+        if !copies.isEmpty {
+            members.append(("copies", .object(copies.keys.sorted().map { index in
+                (shards[index].name, string(SlotRanges.format(copies[index]!.sorted())))
+            })))
+        }
         return .object(members)
     }
 }

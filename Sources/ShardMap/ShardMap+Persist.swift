@@ -25,6 +25,7 @@ extension ShardMap {
             case "tls": unchanged = old.tls == self.tls
             case "unlisted_tables": unchanged = old.unlistedTables == self.unlistedTables
             case "merge": unchanged = old.merge == self.merge
+            case "copies": unchanged = old.copies == self.copies
             case "shards":
                 out.append((key, self.shardsKeepingReferences(old: old, raw: rawValue(key), new: value)))
                 continue

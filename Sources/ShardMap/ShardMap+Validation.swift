@@ -36,6 +36,18 @@ extension ShardMap {
             if tls.certPath.isEmpty { throw ShardMapError(field: "tls.cert", problem: "empty file path") }
             if tls.keyPath.isEmpty { throw ShardMapError(field: "tls.key", problem: "empty file path") }
         }
+        for (index, slots) in copies.sorted(by: { $0.key < $1.key }) {
+            guard shards.indices.contains(index) else {
+                throw ShardMapError(field: "copies", problem: "shard #\(index) does not exist")
+            }
+            let field = "copies.\(shards[index].name)"
+            if let slot = slots.first(where: { !(0..<slotCount).contains($0) }) {
+                throw ShardMapError(field: field, problem: "slot \(slot) is outside 0-\(slotCount - 1)")
+            }
+            if let slot = slots.sorted().first(where: { slotOwners[$0] == index }) {
+                throw ShardMapError(field: field, problem: "slot \(slot) is owned by \"\(shards[index].name)\" itself; copies are of other shards' slots")
+            }
+        }
         if let unlistedTables, !shards.contains(where: { $0.name == unlistedTables }) {
             throw ShardMapError(
                 field: "unlisted_tables", problem: "unknown shard \"\(unlistedTables)\"; \(Self.knownShards(shards))")

@@ -29,6 +29,10 @@ public struct ShardMap: Sendable, Equatable {
     public var unlistedTables: String?
     /// Cross-shard merge limits (defaults when the section is absent).
     public var merge: MergeConfig
+    /// Slots whose rows a shard holds without owning them, by shard index: copies a rebalance is making
+    /// (on the target, before its cutover) or has left (on the source, until its cleanup). Reads over
+    /// several shards skip them there. Empty almost always; `"copies"` in the file.
+    public var copies: [Int: Set<Int>] = [:]
 
     /// The default number of slots.
     public static let defaultSlotCount = 1024

@@ -24,7 +24,9 @@ final class FakeAdminProxy: Sendable {
     let state: NIOLockedValueBox<State>
 
     var url: String { "http://127.0.0.1:\(self.server.port)" }
-    var mapVersion: Int { (try? ShardMap.decode(Data(self.state.withLockedValue { $0.mapJSON }.utf8)).version) ?? -1 }
+    var mapVersion: Int { self.map?.version ?? -1 }
+    /// The map it serves now.
+    var map: ShardMap? { try? ShardMap.decode(Data(self.state.withLockedValue { $0.mapJSON }.utf8)) }
 
     init(name: String, map: ShardMap, log: NIOLockedValueBox<[String]>,
          pause: PauseBehavior = .drain, put: PutBehavior = .accept) async throws {

@@ -152,19 +152,24 @@ struct RebalancePostgresTests {
         #expect(resumed.journal.nextStep() == .catchUp(move: 0))
         let summary = try await resumed.run()
         #expect(summary.moves == 1)
-        #expect(summary.mapVersion == f.map.version + 1)
+        // Three versions: copies on the target, the cutover, copies withdrawn after the cleanup.
+        #expect(summary.mapVersion == f.map.version + 3)
         #expect(resumed.journal.state == .done)
         #expect((resumed.journal.moves[0].pauseMs ?? -1) >= 0)
         #expect((resumed.journal.moves[0].rowsDeleted ?? 0) > 0)
         await fakes.stop()
 
         let newMap = try f.map.moving(move.slots, to: "s1")
-        #expect(fakes.proxies.allSatisfy { $0.mapVersion == newMap.version })
+        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version + 3 })
+        #expect(fakes.proxies.allSatisfy { $0.map?.slotOwners == newMap.slotOwners && $0.map?.copies == [:] })
         let requests = fakes.log.withLockedValue { $0 }
         #expect(requests.filter { $0.hasSuffix("POST /slots/pause") }.count == 2)
         #expect(requests.filter { $0.hasSuffix("POST /slots/resume") }.count == 2)
-        let body = try #require(fakes.proxies[0].state.withLockedValue { $0.putBodies.last })
-        #expect(body.contains("\"fences\":{\"s1\":\""), "the target's WAL position goes along as the fence")
+        let bodies = fakes.proxies[0].state.withLockedValue { $0.putBodies }
+        #expect(bodies.count == 3)
+        #expect(bodies.count > 1 && bodies[1].contains("\"fences\":{\"s1\":\""), "the target's WAL position goes along as the fence")
+        let announced = try bodies.first.map { try ShardMap.decode(Data($0.utf8), environment: [:]) }
+        #expect(announced?.copies == [1: Set(move.slots)], "the target's copies are announced before the copy")
 
         // Every acknowledged change is on the new owner exactly once; nothing of the moved slots stays behind.
         let s0 = Set(f.map.slots(of: 0))
@@ -233,8 +238,9 @@ struct RebalancePostgresTests {
         #expect(try target.query("SELECT count(*) FROM \(SQLText.identifier(f.accounts)) WHERE \(moved)").value() == "0")
         #expect(try target.query("SELECT to_regclass($1) IS NULL", [SQLText.identifier(f.events)]).value() == "t",
                 "the table the rebalance created on the target is gone")
-        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version }, "the old map serves")
-        #expect(!fakes.log.withLockedValue { $0 }.contains { $0.contains("PUT") })
+        // Copies announced, then withdrawn by the abort: the old slots, no copies, two versions later.
+        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version + 2 }, "the old map serves")
+        #expect(fakes.proxies.allSatisfy { $0.map?.slotOwners == f.map.slotOwners && $0.map?.copies == [:] })
         let sessions = ShardSessions(map: f.map)
         defer { sessions.closeAll() }
         #expect(try SlotVerifier(map: f.map, sessions: sessions).run().isClean)
@@ -262,12 +268,12 @@ struct RebalancePostgresTests {
             #expect(first.journal.moves[0].phase == .caughtUp)
             #expect(first.journal.lastError?.contains("old map keeps serving") == true)
         }
-        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version })
+        #expect(fakes.proxies.allSatisfy { $0.map?.slotOwners == f.map.slotOwners }, "the old map serves")
         for proxy in fakes.proxies { proxy.state.withLockedValue { $0.pause = .drain } }
         let resumed = try await Rebalancer.open(file: RebalanceJournalFile(path: path), fleet: fakes.fleet, console: RecordingConsole().console)
         try await resumed.run()
         await fakes.stop()
-        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version + 1 })
+        #expect(fakes.proxies.allSatisfy { $0.mapVersion == f.map.version + 3 && $0.map?.copies == [:] })
         #expect(try f.cluster.leftovers() == [])
         let newMap = try f.map.moving(try f.plan.moves[0].slots, to: "s1")
         let sessions = ShardSessions(map: newMap)

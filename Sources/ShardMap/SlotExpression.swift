@@ -1,6 +1,7 @@
-import ShardMap
+import Foundation
 
-/// The slot of a row in SQL (DESIGN §3), for publication row filters, deletes and verify.
+/// The slot of a row in SQL (DESIGN §3): shardctl's publication row filters, deletes and verify, and the
+/// proxy's filter that hides a rebalance's copies from reads over several shards.
 ///
 /// With 1024 slots (any power of two) it is the short form of the design,
 /// `((hashint8extended(k, 8816678312871386365) & 1023) + 227) & 1023`; other slot counts use exact
@@ -13,6 +14,8 @@ public struct SlotExpression: Sendable, Equatable {
     public var type: ShardKeyType
     /// The map's slot count.
     public var slotCount: Int
+    /// The table (or alias) to qualify the column with, if any.
+    public var qualifier: String?
 
     /// `HASH_PARTITION_SEED` as a signed bigint literal.
     static let seed = Int64(bitPattern: SlotHash.seed)
@@ -20,15 +23,20 @@ public struct SlotExpression: Sendable, Equatable {
     static let combine: UInt64 = 0x49A0_F4DD_15E5_A8E3
 
     /// The expression for `column` hashed as `type` with `slotCount` slots.
-    public init(column: String, type: ShardKeyType, slotCount: Int = 1024) {
+    public init(column: String, type: ShardKeyType, slotCount: Int = 1024, qualifier: String? = nil) {
         self.column = column
         self.type = type
         self.slotCount = slotCount
+        self.qualifier = qualifier
+    }
+
+    static func identifier(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     /// The seeded extended hash of the key column, a bigint.
     public var hash: String {
-        let column = SQLText.identifier(self.column)
+        let column = (self.qualifier.map { Self.identifier($0) + "." } ?? "") + Self.identifier(self.column)
         switch self.type {
         case .bigint: return "hashint8extended(\(column), \(Self.seed))"
         case .text: return "hashtextextended(\(column), \(Self.seed))"
