@@ -167,7 +167,10 @@ public enum RoutePlanner {
                 everyShard = true
             }
         }
-        if everyShard { shards = Set(map.shards.indices) }
+        if everyShard {
+            shards = map.shardsHoldingRows
+            everyShard = shards.count == map.shards.count
+        }
         guard shards.count > 1 else {
             return (shards.first.map { .shard($0) } ?? .anyShard, rowsByShard, touched)
         }

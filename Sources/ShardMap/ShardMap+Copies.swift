@@ -21,3 +21,23 @@ extension ShardMap {
         self.copies[index] = held.isEmpty ? nil : held
     }
 }
+
+extension ShardMap {
+    /// The shards that own at least one slot or hold copies: those a statement over every row of a
+    /// sharded table must run on. A shard just added (no slots yet) is left out, so that reads do not
+    /// fail there before a rebalance has created its tables.
+    public var shardsHoldingRows: Set<Int> {
+        var seen = [Bool](repeating: false, count: self.shards.count)
+        var count = 0
+        for index in self.copies.keys where index < seen.count && !seen[index] {
+            seen[index] = true
+            count += 1
+        }
+        for owner in self.slotOwners where owner < seen.count && !seen[owner] {
+            seen[owner] = true
+            count += 1
+            if count == seen.count { break }
+        }
+        return Set(seen.indices.filter { seen[$0] })
+    }
+}

@@ -58,6 +58,19 @@ import Testing
         }
     }
 
+    @Test func keylessStatementsSkipAShardWithoutSlotsUntilItHoldsCopies() throws {
+        var map = RoutingFixtures.designMap
+        map.shards.append(map.shards[1])
+        map.shards[2].name = "s2"
+        var router = SQLRouter(map: map)
+        #expect(try router.route("SELECT count(*) FROM users").shardIndexes(shardCount: 3) == [0, 1])
+        #expect(try router.route("UPDATE users SET age = 1").shardIndexes(shardCount: 3) == [0, 1])
+        #expect(try router.route("CREATE INDEX ON users (age)").shardIndexes(shardCount: 3) == [0, 1, 2], "DDL goes everywhere")
+        map.copies = [2: [5]]
+        router.updateMap(map)
+        #expect(try router.route("SELECT count(*) FROM users").shardIndexes(shardCount: 3) == [0, 1, 2])
+    }
+
     @Test func mapsRoundTripTheirCopies() throws {
         let json = Self.map.jsonData(redactingSecrets: false)
         let decoded = try ShardMap.decode(json, environment: [:])
