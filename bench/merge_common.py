@@ -70,7 +70,7 @@ def create_big(shard_map: dict, rows: int, table: str = "big") -> dict[str, int]
             conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, x bigint, pad text)")
             conn.execute(f"INSERT INTO {table} SELECT g, (g * 7919) % 1000003 - 500000, md5(g::text) "
-                         f"FROM generate_series(1, {rows}) g WHERE {condition}")
+                         f"FROM generate_series(1::bigint, {rows}) g WHERE {condition}")
             conn.execute(f"ANALYZE {table}")
             counts[shard["name"]] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return counts

@@ -55,7 +55,7 @@ def main() -> int:
     single = mc.psycopg.connect(mc.direct_conninfo(first, "merge_single"), autocommit=True)
     single.execute("CREATE TABLE big (id bigint PRIMARY KEY, x bigint, pad text)")
     single.execute(f"INSERT INTO big SELECT g, (g * 7919) % 1000003 - 500000, md5(g::text) "
-                   f"FROM generate_series(1, {args.rows}) g")
+                   f"FROM generate_series(1::bigint, {args.rows}) g")
     single.execute("ANALYZE big")
     mc.wait_for_replicas(shard_map)
     proxy = mc.Proxy(binary, shard_map, {"big": {"shard_key": "id", "type": "bigint"}})
