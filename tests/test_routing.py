@@ -283,3 +283,37 @@ def test_a_session_reads_its_own_writes_while_others_use_replicas(sharded):
             assert writer.execute(f"SELECT name FROM {t['users']} WHERE id = %s", (k,)).fetchone() == (f"w{i}",)
         assert where(other, f"SELECT inet_server_port(), pg_is_in_recovery() FROM {t['users']} WHERE id = %s", (k,)) \
             == (cluster.replica["s0"], True)
+
+
+def test_statements_without_a_key_skip_a_shard_that_owns_no_slots(proxy_factory):
+    """A shard just added to the map (no slots, no tables yet — before a rebalance) must not make keyless
+    reads and writes fail: they run on the shards that own slots. Its server here is s1's, database
+    `postgres`, where the table does not exist; a statement sent there fails with 42P01."""
+    table = f"rt{random.randrange(1 << 30):x}_empty_shard"
+
+    def mutate(m):
+        m["tables"][table] = {"shard_key": "id", "type": "bigint"}
+        m.pop("unlisted_tables", None)
+        extra = dict(m["shards"][1], name="s_new", replicas=[])
+        extra["primary"] = extra["primary"].rsplit("/", 1)[0] + "/postgres"
+        m["shards"].append(extra)
+
+    proxy = proxy_factory.start(mutate=mutate, replicas=True)
+    cluster = Cluster({**proxy.map, "shards": proxy.map["shards"][:2]})
+    for conn in cluster.conns.values():
+        conn.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text)")
+    try:
+        keys = cluster.keys_on("s0", 3) + cluster.keys_on("s1", 4)
+        with proxy.connect() as c:
+            for k in keys:
+                c.execute(f"INSERT INTO {table} (id, name) VALUES (%s, 'n')", (k,))
+            assert c.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == len(keys)
+            assert c.execute(f"SELECT id FROM {table} ORDER BY id").fetchall() == [(k,) for k in sorted(keys)]
+            assert c.execute(f"UPDATE {table} SET name = 'all'").rowcount == len(keys)
+            # The new shard is in the map: a statement naming it by override still goes there.
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                c.execute(f"/* shard: s_new */ SELECT count(*) FROM {table}")
+    finally:
+        for conn in cluster.conns.values():
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        cluster.close()

@@ -37,24 +37,33 @@ public struct ProxyFleet: Sendable {
 
     /// The live map, which every proxy must serve at the same version (else `proxiesDisagree`).
     public func agreedMap() async throws -> ShardMap {
+        let maps = try await self.liveMaps(sameOwners: true)
+        guard Set(maps.map(\.version)).count == 1, let first = maps.first else {
+            throw RebalanceError.proxiesDisagree(self.versions(maps))
+        }
+        return first
+    }
+
+    /// Every proxy's live map, in proxy order (throws for a proxy that cannot be asked); with
+    /// `sameOwners`, `proxiesDisagree` unless all give every slot the same owner.
+    public func liveMaps(sameOwners: Bool) async throws -> [ShardMap] {
         let results = await self.each { try await $0.liveMap() }
-        var maps: [Int: ShardMap] = [:]
-        for index in self.clients.indices {
+        let maps = try self.clients.indices.map { index -> ShardMap in
             switch results[index] {
-            case .success(let map): maps[index] = map
+            case .success(let map): return map
             case .failure(let error): throw error
             case nil: throw AdminClientError.cannotReach(self.clients[index].proxy, "no answer")
             }
         }
-        let versions = Dictionary(uniqueKeysWithValues: maps.map { (self.clients[$0.key].proxy, $0.value.version) })
-        guard Set(versions.values).count == 1, let first = maps[0] else {
-            throw RebalanceError.proxiesDisagree(versions)
+        if sameOwners, Set(maps.map(\.slotOwners)).count > 1 {
+            throw RebalanceError.proxiesDisagree(self.versions(maps))
         }
-        let owners = Set(maps.values.map(\.slotOwners))
-        guard owners.count == 1 else {
-            throw RebalanceError.proxiesDisagree(versions)
-        }
-        return first
+        return maps
+    }
+
+    /// Proxy → map version, for `proxiesDisagree`.
+    func versions(_ maps: [ShardMap]) -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: zip(self.clients.map(\.proxy), maps.map(\.version)))
     }
 
     /// Pauses `slots` on every proxy; each call may take up to `timeoutMs` waiting for transactions.

@@ -10,21 +10,15 @@ extension Rebalancer {
     /// Makes every proxy serve the live map with `change` applied (its copies only), one version higher,
     /// unless it already does; a push that an earlier run left on some proxies is finished on the rest.
     func updateCopies(_ step: String, _ change: (inout ShardMap) -> Void) async throws {
-        let results = await self.fleet.each { try await $0.liveMap() }
-        var maps: [Int: ShardMap] = [:]
-        for index in self.fleet.clients.indices {
-            switch results[index] {
-            case .success(let map)?: maps[index] = map
-            case .failure(let error)?:
-                throw RebalanceError.step(step, "cannot read the map of \(self.fleet.clients[index].proxy): \(error)")
-            case nil:
-                throw RebalanceError.step(step, "cannot read the map of \(self.fleet.clients[index].proxy): no answer")
-            }
+        let maps: [ShardMap]
+        do {
+            maps = try await self.fleet.liveMaps(sameOwners: true)
+        } catch let error as RebalanceError {
+            throw error
+        } catch {
+            throw RebalanceError.step(step, "cannot read every proxy's map: \(error)")
         }
-        guard let newest = maps.values.max(by: { $0.version < $1.version }) else { return }
-        guard maps.values.allSatisfy({ $0.slotOwners == newest.slotOwners }) else {
-            throw RebalanceError.proxiesDisagree(Dictionary(uniqueKeysWithValues: maps.map { (self.fleet.clients[$0.key].proxy, $0.value.version) }))
-        }
+        guard let newest = maps.max(by: { $0.version < $1.version }) else { return }
         var wanted = newest
         change(&wanted)
         if wanted.copies != newest.copies {
@@ -35,7 +29,7 @@ extension Rebalancer {
                 throw RebalanceError.step(step, "the map with the new copies is not valid: \(error)")
             }
         }
-        let pending = maps.filter { $0.value.version < wanted.version }.keys.sorted()
+        let pending = maps.indices.filter { maps[$0].version < wanted.version }
         self.map = wanted
         guard !pending.isEmpty else { return }
         let pushed = await self.fleet.pushAll(ShardMapUpdate(map: wanted), only: pending)
