@@ -48,9 +48,9 @@ extension SessionEngine {
         let relation = SessionParameters.quoteLiteral(parts.joined(separator: "."))
         let key = SessionParameters.quoteLiteral(format.key)
         return """
-            SELECT count(*) FROM pg_catalog.pg_attribute a, pg_catalog.pg_attribute k \
-            WHERE a.attrelid = \(relation)::pg_catalog.regclass AND k.attrelid = a.attrelid AND k.attname = \(key) \
-            AND a.attnum > 0 AND NOT a.attisdropped AND a.attnum < k.attnum GROUP BY k.attnum
+            SELECT (SELECT count(*) FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.attrelid AND a.attnum > 0 \
+            AND NOT a.attisdropped AND a.attnum < k.attnum) FROM pg_catalog.pg_attribute k \
+            WHERE k.attrelid = \(relation)::pg_catalog.regclass AND k.attname = \(key) AND k.attnum > 0 AND NOT k.attisdropped
             """
     }
 

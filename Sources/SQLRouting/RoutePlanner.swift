@@ -152,9 +152,18 @@ public enum RoutePlanner {
             return (writesReference == nil ? .anyShard : .allShards, nil, touched)
         }
         if let reference = writesReference {
-            let source = occurrences[routed[0]].table.mapName
-            throw .unsupported("writing reference table \"\(reference.table.mapName)\" from sharded or unlisted "
-                + "table \"\(source)\" (every shard would compute different rows)")
+            if let read = routed.first(where: { occurrences[$0].role != .written }) {
+                let source = occurrences[read].table.mapName
+                throw .unsupported("writing reference table \"\(reference.table.mapName)\" from sharded or unlisted "
+                    + "table \"\(source)\" (every shard would compute different rows)")
+            }
+            // Writing sharded and reference tables without reading any (`TRUNCATE a, b`): every shard.
+            if let unlisted = routed.first(where: { occurrences[$0].placement == .unlisted }) {
+                throw .unsupported("one statement writing reference table \"\(reference.table.mapName)\" (on every "
+                    + "shard) and unlisted table \"\(occurrences[unlisted].table.mapName)\" (on one shard); write them "
+                    + "in separate statements")
+            }
+            return (.allShards, nil, touched)
         }
         var shards = Set<Int>()
         var everyShard = false

@@ -61,6 +61,9 @@ enum WriteCases {
         write("DELETE FROM users WHERE id = 1 RETURNING id", on(1)),
         write("TRUNCATE users", .allShards),
         write("TRUNCATE countries", .allShards),
+        // pgbench -i truncates sharded and reference tables in one statement: every shard.
+        write("TRUNCATE users, countries, orders", .allShards),
+        refused("UPDATE countries SET name = (SELECT max(name) FROM users)", "0A000"),
         read("COPY users TO STDOUT", .allShards),
         write("COPY users FROM STDIN", .allShards),
         write("COPY users (name, id) FROM STDIN WITH (FORMAT csv, HEADER)", .allShards),
