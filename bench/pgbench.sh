@@ -10,15 +10,21 @@
 # same data split the way ShardGate routes it: pgbench_accounts sharded by aid over s0 and s1 (each
 # keeps the rows of the slots it owns), the other pgbench tables as reference tables. ShardGate (pool 10
 # per server, on 127.0.0.1:26433, admin 29930) serves `sharded` with routing on: every statement is
-# parsed and sent to the shard owning its aid. The script runs `pgbench -n -S` (select-only) in simple
-# and extended protocol mode at 16 and 64 clients against each and prints a Markdown table. Then
+# parsed and sent to the shard owning its aid. The script runs `pgbench -n -S` (select-only) in simple,
+# extended and prepared protocol mode at 16 and 64 clients against each, then pgbench's TPC-B-like script
+# in the three modes at 8 clients (BENCH_TPCB_CLIENTS), and prints a Markdown table. PgBouncer 1.18 in
+# transaction mode does not support `-M prepared` (named statements are per server connection): those
+# cells show "n/a". Then
 # bench/idle_rss.py measures the memory of each pooler holding 1000 idle client connections.
 # Everything is stopped on exit. Loopback only.
 #
 # Environment:
 #   BENCH_SECONDS=15          duration of each pgbench run
 #   BENCH_WARMUP=3            seconds of untimed warm-up per target (0 = none)
-#   BENCH_CLIENTS="16 64"     client counts
+#   BENCH_CLIENTS="16 64"     client counts for select-only
+#   BENCH_TPCB_CLIENTS=8      client counts for TPC-B-like ("" = skip it). Through ShardGate each TPC-B
+#                             transaction holds backends of both shards; with more clients than pool slots
+#                             the pools starve (docs/DECISIONS.md, "Pool starvation across shards")
 #   BENCH_IDLE_CONNECTIONS=1000   idle connections for the memory measurement (0 = skip it)
 #   BENCH_SKIP_SHARDGATE=1    leave ShardGate out (no build; its columns show "—")
 #   BENCH_USE_REPLICAS=1      keep the replicas in ShardGate's map (by default they are left out: reads
@@ -32,10 +38,11 @@ cd "$ROOT"
 BENCH_SECONDS=${BENCH_SECONDS:-15}
 BENCH_WARMUP=${BENCH_WARMUP:-3}
 BENCH_CLIENTS=${BENCH_CLIENTS:-16 64}
+BENCH_TPCB_CLIENTS=${BENCH_TPCB_CLIENTS-8}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_SKIP_SHARDGATE=${BENCH_SKIP_SHARDGATE:-0}
 BENCH_USE_REPLICAS=${BENCH_USE_REPLICAS:-0}
-MODES=(simple extended)
+MODES=(simple extended prepared)
 SCALE=10
 
 CLUSTER_DIR=/tmp/shardgate-bench
@@ -105,7 +112,7 @@ PG_BINDIR=$(pg_config --bindir 2>/dev/null || true)
 [[ -x $PG_BINDIR/postgres ]] || PG_BINDIR=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 HEADER=$WORK/header.md
 {
-    echo "# ShardGate benchmark: pgbench -S (select-only), scale $SCALE"
+    echo "# ShardGate benchmark: pgbench select-only and TPC-B-like, scale $SCALE"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $(uname -m), $(nproc) cores, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || echo '?'), $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
@@ -116,8 +123,10 @@ HEADER=$WORK/header.md
     else
         echo "- ShardGate: $(git rev-parse --short HEAD 2>/dev/null || echo 'no commit') $( [[ -z $(git status --porcelain 2>/dev/null | head -n 1) ]] || echo '(with uncommitted changes)'), ${SHARDGATE_BIN:-release build}; $(swift --version 2>/dev/null | head -n 1 || echo 'swift ?')"
     fi
-    echo "- pgbench: -n -S -j 2 -T $BENCH_SECONDS, clients {${BENCH_CLIENTS// /, }}, protocol {simple, extended}; pools: 10 server connections"
-    echo "- direct and PgBouncer: one PostgreSQL with all rows; ShardGate: routing on, pgbench_accounts sharded by aid over 2 shards (primaries)"
+    echo "- pgbench: -n -j 2 -T $BENCH_SECONDS; select-only (-S) at clients {${BENCH_CLIENTS// /, }}, TPC-B-like at {${BENCH_TPCB_CLIENTS// /, }}; protocol {simple, extended, prepared}; pools: 10 server connections"
+    echo "- direct and PgBouncer: one PostgreSQL with all rows; ShardGate: routing on, pgbench_accounts and pgbench_history sharded by aid over 2 shards (primaries), branches and tellers reference tables on both"
+    echo "- TPC-B through ShardGate: every transaction updates its account on one shard and the reference tables (teller, branch) on both, so it ends in a two-phase commit over both shards (PREPARE TRANSACTION, a decision fsynced to the log, COMMIT PREPARED), and each reference write goes to the shards one after another; direct and PgBouncer commit once on one server"
+    echo "- PgBouncer 1.18 in transaction mode does not support -M prepared (a named statement lives on one server connection): n/a"
     echo "- everything (pgbench, PostgreSQL, the pooler) shares this one machine, over loopback"
 } >"$HEADER"
 cat "$HEADER"
@@ -224,8 +233,8 @@ for shard in m["shards"]:
     shard["primary"] = shard["primary"].rsplit("/", 1)[0] + "/sharded"
     shard["replicas"] = [r.rsplit("/", 1)[0] + "/sharded" for r in shard["replicas"]] if use_replicas else []
 m["tables"] = {"pgbench_accounts": {"shard_key": "aid", "type": "bigint"},
-               "pgbench_branches": {"reference": True}, "pgbench_tellers": {"reference": True},
-               "pgbench_history": {"reference": True}}
+               "pgbench_history": {"shard_key": "aid", "type": "bigint"},
+               "pgbench_branches": {"reference": True}, "pgbench_tellers": {"reference": True}}
 m.pop("unlisted_tables", None)
 json.dump(m, open(dst, "w"), indent=2)
 EOF
@@ -250,8 +259,10 @@ declare -A DB=([direct]=app [pgbouncer]=app [shardgate]=sharded)
 declare -A TPS LAT
 FAILURES=0
 
-run_pgbench() { # run_pgbench TARGET MODE CLIENTS SECONDS OUTFILE
-    timeout --kill-after=5 "$RUN_LIMIT" pgbench -n -S -M "$2" -c "$3" -j 2 -T "$4" \
+run_pgbench() { # run_pgbench TARGET MODE CLIENTS SECONDS OUTFILE [WORKLOAD]
+    local script=(-S)
+    [[ ${6:-select} == select ]] || script=()
+    timeout --kill-after=5 "$RUN_LIMIT" pgbench -n "${script[@]}" -M "$2" -c "$3" -j 2 -T "$4" \
         -h 127.0.0.1 -p "${PORT[$1]}" -U postgres "${DB[$1]}" >"$5" 2>&1
 }
 
@@ -262,27 +273,34 @@ if ((BENCH_WARMUP > 0)); then
     done
 fi
 
-for mode in "${MODES[@]}"; do
-    for clients in $BENCH_CLIENTS; do
-        # Targets alternate inside each cell so that drift (thermal, page cache) hits all alike.
-        for target in "${TARGETS[@]}"; do
-            out=$WORK/pgbench-$target-$mode-$clients.log
-            log "pgbench -M $mode -c $clients against $target (port ${PORT[$target]}), ${BENCH_SECONDS}s"
-            if run_pgbench "$target" "$mode" "$clients" "$BENCH_SECONDS" "$out"; then
-                TPS[$target,$mode,$clients]=$(awk '/^tps = /{printf "%.0f", $3; exit}' "$out")
-                LAT[$target,$mode,$clients]=$(awk '/^latency average = /{printf "%.3f", $4; exit}' "$out")
-                failed=$(awk -F'[: ]+' '/^number of failed transactions/{print $5; exit}' "$out")
-                if [[ ${failed:-0} != 0 ]]; then
-                    log "warning: $target $mode $clients: $failed failed transactions (see $out)"
-                    FAILURES=$((FAILURES + 1))
-                fi
-            else
-                log "pgbench failed against $target ($mode, $clients clients); last lines of $out:"
-                tail -n 5 "$out" >&2
-                TPS[$target,$mode,$clients]=ERR LAT[$target,$mode,$clients]=ERR
+# Cells: select-only in every mode and client count, then TPC-B-like (which writes, so it runs last).
+CELLS=()
+for mode in "${MODES[@]}"; do for clients in $BENCH_CLIENTS; do CELLS+=("select,$mode,$clients"); done; done
+for mode in "${MODES[@]}"; do for clients in $BENCH_TPCB_CLIENTS; do CELLS+=("tpcb,$mode,$clients"); done; done
+for cell in "${CELLS[@]}"; do
+    IFS=, read -r workload mode clients <<<"$cell"
+    # Targets alternate inside each cell so that drift (thermal, page cache) hits all alike.
+    for target in "${TARGETS[@]}"; do
+        if [[ $target == pgbouncer && $mode == prepared ]]; then
+            TPS[$target,$cell]=n/a LAT[$target,$cell]=n/a
+            continue
+        fi
+        out=$WORK/pgbench-$target-$workload-$mode-$clients.log
+        log "pgbench $workload -M $mode -c $clients against $target (port ${PORT[$target]}), ${BENCH_SECONDS}s"
+        if run_pgbench "$target" "$mode" "$clients" "$BENCH_SECONDS" "$out" "$workload"; then
+            TPS[$target,$cell]=$(awk '/^tps = /{printf "%.0f", $3; exit}' "$out")
+            LAT[$target,$cell]=$(awk '/^latency average = /{printf "%.3f", $4; exit}' "$out")
+            failed=$(awk -F'[: ]+' '/^number of failed transactions/{print $5; exit}' "$out")
+            if [[ ${failed:-0} != 0 ]]; then
+                log "warning: $target $cell: $failed failed transactions (see $out)"
                 FAILURES=$((FAILURES + 1))
             fi
-        done
+        else
+            log "pgbench failed against $target ($cell); last lines of $out:"
+            tail -n 5 "$out" >&2
+            TPS[$target,$cell]=ERR LAT[$target,$cell]=ERR
+            FAILURES=$((FAILURES + 1))
+        fi
     done
 done
 
@@ -314,14 +332,13 @@ ratio() { # a/b with 2 decimals, "—" unless both are numbers
 }
 TABLE=$WORK/table.md
 {
-    echo "| mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for mode in "${MODES[@]}"; do
-        for clients in $BENCH_CLIENTS; do
-            k=$mode,$clients
-            d=$(tps "direct,$k") p=$(tps "pgbouncer,$k") s=$(tps "shardgate,$k")
-            echo "| $mode | $clients | $d | $p | $s | $(ratio "$s" "$p") | $(ratio "$s" "$d") | $(lat "direct,$k") | $(lat "pgbouncer,$k") | $(lat "shardgate,$k") |"
-        done
+    echo "| workload | mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for k in "${CELLS[@]}"; do
+        IFS=, read -r workload mode clients <<<"$k"
+        d=$(tps "direct,$k") p=$(tps "pgbouncer,$k") s=$(tps "shardgate,$k")
+        [[ $workload == select ]] && name=select-only || name=TPC-B-like
+        echo "| $name | $mode | $clients | $d | $p | $s | $(ratio "$s" "$p") | $(ratio "$s" "$d") | $(lat "direct,$k") | $(lat "pgbouncer,$k") | $(lat "shardgate,$k") |"
     done
 } >"$TABLE"
 

@@ -1,7 +1,8 @@
 """A minimal PostgreSQL protocol 3.0 client on a raw socket, for tests that must send what no driver sends
 (malformed packets, vanishing mid-query) and read exactly what the proxy answers (ErrorResponse fields).
 
-Only what the tests need: startup, trust/md5/SCRAM-SHA-256 login, simple Query, reading messages.
+Only what the tests need: startup, trust/md5/SCRAM-SHA-256 login, simple Query, the extended protocol's
+Parse/Bind/Execute/Sync with text parameters, reading messages.
 """
 
 from __future__ import annotations
@@ -59,6 +60,32 @@ def query_message(sql: str) -> bytes:
 
 
 TERMINATE = frame(b"X")
+SYNC = frame(b"S")
+
+
+def parse_message(sql: str, name: str = "") -> bytes:
+    return frame(b"P", name.encode() + b"\x00" + sql.encode() + b"\x00" + struct.pack("!h", 0))
+
+
+def bind_message(params: tuple = (), statement: str = "", portal: str = "") -> bytes:
+    """A Bind of text parameters (None is NULL), results in text."""
+    body = portal.encode() + b"\x00" + statement.encode() + b"\x00" + struct.pack("!hh", 0, len(params))
+    for p in params:
+        if p is None:
+            body += struct.pack("!i", -1)
+        else:
+            value = str(p).encode()
+            body += struct.pack("!i", len(value)) + value
+    return frame(b"B", body + struct.pack("!h", 0))
+
+
+def execute_message(portal: str = "", max_rows: int = 0) -> bytes:
+    return frame(b"E", portal.encode() + b"\x00" + struct.pack("!i", max_rows))
+
+
+def extended(sql: str, params: tuple = ()) -> bytes:
+    """Parse, Bind and Execute of one unnamed statement (no Sync)."""
+    return parse_message(sql) + bind_message(params) + execute_message()
 
 
 class ClosedError(Exception):

@@ -86,6 +86,26 @@ struct ScatterCombiner {
     /// The statement runs in a transaction ShardGate opened around it: the members' ReadyForQuery (in a
     /// transaction) is not the client's; ShardGate answers after the commit.
     var holdsReadyForQuery = false
+    /// ShardGate failed the client's transaction (it refused a statement) though no member knows it: an
+    /// "in transaction" ReadyForQuery is answered as "failed".
+    var failsTransaction = false
+    /// The client's Execute asked for at most this many rows (asyncpg's fetchrow asks for 1): the shards run
+    /// the portal to completion, the client gets the first rows and PortalSuspended if there were more.
+    var rowLimit: Int?
+    private var rowsSent = 0
+    /// Rows were dropped for `rowLimit`.
+    private(set) var truncated = false
+
+    /// Whether one more row may go to the client (counting it).
+    private mutating func admitRow() -> Bool {
+        guard let limit = self.rowLimit else { return true }
+        guard self.rowsSent < limit else {
+            self.truncated = true
+            return false
+        }
+        self.rowsSent += 1
+        return true
+    }
     /// The transaction status of the members' ReadyForQuery when they were all in.
     private(set) var combinedStatus: BackendMessage.TransactionStatus = .idle
     /// In `transactionEnd` mode: some shard answered "ROLLBACK" (its transaction had failed).
@@ -184,8 +204,9 @@ struct ScatterCombiner {
             if self.members.allSatisfy({ $0.isDone && $0.handled <= current }) {
                 // Nothing left but the ReadyForQuery of every member.
                 let statuses = self.members.compactMap(\.ready)
-                let status: BackendMessage.TransactionStatus = statuses.contains(.failedTransaction) ? .failedTransaction
+                var status: BackendMessage.TransactionStatus = statuses.contains(.failedTransaction) ? .failedTransaction
                     : statuses.contains(.inTransaction) ? .inTransaction : .idle
+                if self.failsTransaction, status == .inTransaction { status = .failedTransaction }
                 self.combinedStatus = status
                 if !self.holdsReadyForQuery { BackendMessage.readyForQuery(status).encode(into: &self.output) }
                 self.isComplete = true
@@ -246,6 +267,7 @@ struct ScatterCombiner {
             guard !self.failed, self.state.errors.isEmpty else { return }
             if self.rows != .concatenate, member != 0 { return }
             self.emitRowDescriptionIfNeeded()
+            guard self.admitRow() else { return }
             self.write(id, payload)
         case BackendMessageID.copyOutResponse.rawValue, BackendMessageID.copyInResponse.rawValue:
             // Once; for COPY FROM the session copies the client's data to every shard.
@@ -318,8 +340,14 @@ struct ScatterCombiner {
             switch out {
             case .rowDescription(let description):
                 if !self.dropMergedDescription { BackendMessage.rowDescription(description).encode(into: &self.output) }
-            case .dataRow(let row): BackendMessage.dataRow(row).encode(into: &self.output)
-            case .commandComplete(let tag): BackendMessage.commandComplete(tag).encode(into: &self.output)
+            case .dataRow(let row):
+                if self.admitRow() { BackendMessage.dataRow(row).encode(into: &self.output) }
+            case .commandComplete(let tag):
+                if self.truncated {
+                    BackendMessage.portalSuspended.encode(into: &self.output)
+                } else {
+                    BackendMessage.commandComplete(tag).encode(into: &self.output)
+                }
             case .errorResponse(let error):
                 BackendMessage.errorResponse(error).encode(into: &self.output)
                 self.failed = true
@@ -400,7 +428,11 @@ struct ScatterCombiner {
         if end.id == BackendMessageID.commandComplete.rawValue {
             if self.rows == .transactionEnd, self.state.tags.contains("ROLLBACK") { self.rolledBack = true }
             self.emitRowDescriptionIfNeeded()
-            BackendMessage.commandComplete(self.combinedTag()).encode(into: &self.output)
+            if self.truncated {
+                BackendMessage.portalSuspended.encode(into: &self.output)
+            } else {
+                BackendMessage.commandComplete(self.combinedTag()).encode(into: &self.output)
+            }
         } else if end.id == BackendMessageID.rowDescription.rawValue {
             self.write(end.id, end.payload)  // a Describe's answer: the same from every shard
         } else {

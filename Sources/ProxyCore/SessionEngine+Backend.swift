@@ -62,6 +62,12 @@ extension SessionEngine {
             break
         }
 
+        if type == BackendMessageID.readyForQuery.rawValue, disposition == .relay, step.completed != nil,
+           self.transaction?.failedLocally == true, Self.status(payload) == .inTransaction {
+            // ShardGate failed the transaction for the client (it refused a statement); the backend cannot know.
+            disposition = .swallow
+            self.sendToClient([.readyForQuery(.failedTransaction)])
+        }
         if disposition == .capture {
             let completed = type == BackendMessageID.readyForQuery.rawValue && step.completed != nil
             if self.twoPhase != nil {

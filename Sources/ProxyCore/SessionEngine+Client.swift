@@ -93,6 +93,8 @@ extension SessionEngine {
             self.protocolViolation("invalid frontend message type \(ClientSessionStateMachine.name(frame.id))")
             return true
         }
+        // A commit in progress answers first (its decision may still be being written).
+        if self.twoPhase != nil, id != .terminate { return false }
         switch id {
         case .query:
             return self.query(frame, context: &context, current: current)

@@ -97,13 +97,13 @@ extension SessionEngine {
             return self.refuse(ProxyErrors.error("26000", bind.statement.isEmpty ? "unnamed prepared statement does not exist"
                 : "prepared statement \"\(bind.statement)\" does not exist"), simpleQuery: false)
         }
-        if let transaction = self.transaction, transaction.failedLocally {
-            return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
-        }
         let analysis = statement.analysis
         if analysis.statements.count == 1, case .transaction(let control) = analysis.kind {
             return self.bindTransactionControl(control, frame: frame, bind: bind, statement: statement,
                                                context: &context, current: current)
+        }
+        if let transaction = self.transaction, transaction.failedLocally {
+            return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
         }
         let plan: RoutePlan
         do {
@@ -168,6 +168,7 @@ extension SessionEngine {
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
                                      isWrite: plan.isWrite, context: &context)
+        if plan.isWrite { self.orderWrites(members) }
         self.sendHeld(to: members)
         let bytes: ByteBuffer
         if let statementID = statement.id {
@@ -275,8 +276,11 @@ extension SessionEngine {
                 return true
             }
             guard participants.count == 1, self.transaction?.failedLocally != true else {
-                return self.refuse(ProxyErrors.unsupported("COMMIT or ROLLBACK through the extended query protocol in a "
-                    + "transaction over several shards", hint: "Send COMMIT as a simple query."), simpleQuery: false)
+                // Several participants (a two-phase commit when several wrote), or a transaction ShardGate
+                // failed: ended by ShardGate at the portal's Execute.
+                guard self.answerHeldLocally(), self.answer([.bindComplete]) else { return false }
+                self.localPortals[bind.portal] = .end(commit: control == .commit)
+                return true
             }
             let id = participants[0].id
             guard self.isReady(for: .existing(id)) else { return false }
@@ -291,6 +295,11 @@ extension SessionEngine {
             self.batch = .lease(id)
             return true
         default:
+            if self.transaction?.failedLocally == true {
+                if case .rollbackTo = control {} else {
+                    return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
+                }
+            }
             // Savepoints and the rest: where a simple-protocol statement would go.
             let choice = self.chooseAny(primary: true, context: &context)
             guard self.isReady(for: choice) else { return false }

@@ -165,7 +165,7 @@ extension SessionEngine {
     /// Writes `op` to the lease now if it is attached, else when it is.
     mutating func enqueue(_ op: Queued, to id: LeaseID, current: Bool = false) {
         guard let i = self.index(of: id) else { return }
-        if self.leases[i].isAttached {
+        if self.leases[i].isAttached, self.leases[i].after == nil {
             self.perform(op, at: i, current: current)
         } else {
             self.leases[i].queued.append(op)
@@ -330,12 +330,41 @@ extension SessionEngine {
             self.perform(.bytes(Self.query(begin, allocator: self.allocator), [.init(.query, .swallow)]), at: i, current: false)
             self.leases[i].status = .inTransaction
         }
+        if self.leases[i].after == nil { self.performQueued(at: i) }
+        self.settle(context: &context)
+    }
+
+    private mutating func performQueued(at i: Int) {
         let queued = self.leases[i].queued
         self.leases[i].queued = []
         for op in queued {
             self.perform(op, at: i, current: false)
         }
-        self.settle(context: &context)
+    }
+
+    /// A write over several shards goes to them one after another, in shard order: each member's messages
+    /// wait until the member before it answered them. Two such writes (or a reference-table write, whose
+    /// rows are on every shard) then take their row locks in the same shard order and never wait for each
+    /// other across shards, where no PostgreSQL deadlock detector would see the cycle.
+    mutating func orderWrites(_ members: [LeaseID]) {
+        for (index, id) in members.enumerated() where index > 0 {
+            if let i = self.index(of: id) { self.leases[i].after = members[index - 1] }
+        }
+    }
+
+    /// Leases whose predecessor (`after`) answered everything are written to now. True if any was.
+    mutating func releaseOrdered() -> Bool {
+        var released = false
+        for i in self.leases.indices {
+            guard let after = self.leases[i].after else { continue }
+            if let blocker = self.leases.first(where: { $0.id == after }), blocker.after != nil || blocker.isBusy {
+                continue
+            }
+            self.leases[i].after = nil
+            if self.leases[i].isAttached { self.performQueued(at: i) }
+            released = true
+        }
+        return released
     }
 
     /// No backend could be leased for `id` (connect failure, checkout timeout): every answer it owed is
@@ -446,7 +475,7 @@ extension SessionEngine {
     mutating func settle(context: inout RoutingContext) {
         var progressed = true
         while progressed && !self.closed {
-            progressed = false
+            progressed = self.releaseOrdered()
             self.releaseFinished()
             while self.waitingHead < self.waiting.count {
                 let frame = self.waiting[self.waitingHead]

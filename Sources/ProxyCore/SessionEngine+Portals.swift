@@ -26,6 +26,10 @@ extension SessionEngine {
             guard let source = self.portals[name] else {
                 return self.refuse(ProxyErrors.error("34000", "portal \"\(name)\" does not exist"), simpleQuery: false)
             }
+            if self.isEnded(source) {
+                return self.refuse(ProxyErrors.unsupported("describing a portal over several shards after a Sync"),
+                                   simpleQuery: false)
+            }
             return self.send(frame, to: source, kind: .describePortal, current: current)
         case .statement(let name):
             guard let statement = self.statements[name] else {
@@ -74,20 +78,42 @@ extension SessionEngine {
             return true
         }
         if let local = self.localPortals[execute.portal] {
-            return self.executeLocal(local, portal: execute.portal)
+            return self.executeLocal(local, portal: execute.portal, context: &context)
         }
         guard let source = self.portals[execute.portal] else {
             return self.refuse(ProxyErrors.error("34000", "portal \"\(execute.portal)\" does not exist"), simpleQuery: false)
         }
-        if source == .group, execute.maxRows > 0 {
-            return self.refuse(ProxyErrors.unsupported("an Execute with a row limit (a cursor fetch) over several shards",
-                                                       hint: "Fetch all rows, or add a shard key condition."),
+        if self.isEnded(source) {
+            return self.refuse(ProxyErrors.unsupported("executing a portal over several shards after a Sync (a cursor "
+                + "over several shards)", hint: "Execute the portal before the Sync, or add a shard key condition."),
                                simpleQuery: false)
+        }
+        if source == .group, execute.maxRows > 0 {
+            // The first rows of a portal over several shards (asyncpg's fetchrow/fetchval): the shards run
+            // it to the end, the client gets the first maxRows. Fetching on from there is a cursor over
+            // several shards, which ShardGate cannot resume.
+            guard self.limitedPortals.insert(execute.portal).inserted else {
+                return self.refuse(ProxyErrors.unsupported("fetching more rows of a portal over several shards "
+                    + "(a cursor over several shards)", hint: "Fetch all rows at once, or add a shard key condition."),
+                                   simpleQuery: false)
+            }
+            guard self.isReady(.group) else {
+                self.limitedPortals.remove(execute.portal)
+                return false
+            }
+            self.group?.combiner.rowLimit = Int(execute.maxRows)
+            var out = self.allocator.buffer(capacity: frame.wireLength)
+            FrontendMessage.execute(Execute(portal: execute.portal, maxRows: 0)).encode(into: &out)
+            let ids = self.ids(of: .group)
+            self.sendHeld(to: ids)
+            for id in ids { self.enqueue(.bytes(out, [.init(.execute, .combine)]), to: id) }
+            self.batch = .group
+            return true
         }
         return self.send(frame, to: source, kind: .execute, current: current)
     }
 
-    mutating func executeLocal(_ portal: LocalPortal, portal name: String) -> Bool {
+    mutating func executeLocal(_ portal: LocalPortal, portal name: String, context: inout RoutingContext) -> Bool {
         switch portal {
         case .begin(let text, let readOnly):
             guard self.answer([.commandComplete("BEGIN")]) else { return false }
@@ -99,6 +125,8 @@ extension SessionEngine {
             if self.transaction == nil {
                 guard self.answer([.noticeResponse(ProxyErrors.warning("25P01", "there is no transaction in progress")),
                                    .commandComplete(tag)]) else { return false }
+            } else if self.leases.contains(where: \.participant) {
+                guard self.endTransactionExtended(commit: commit, context: &context) else { return false }
             } else {
                 guard self.answer([.commandComplete(tag)]) else { return false }
                 self.finishTransaction(committed: false, now: .now())
@@ -128,6 +156,11 @@ extension SessionEngine {
                 return self.answer([.closeComplete])
             }
             let source = self.portals[name]!
+            if self.isEnded(source) {
+                // The shards' portals went with the group (each shard's ended at its Sync or stays unused).
+                self.portals[name] = nil
+                return self.answer([.closeComplete])
+            }
             guard self.send(frame, to: source, kind: .close, current: current) else { return false }
             self.portals[name] = nil
             return true
@@ -172,6 +205,7 @@ extension SessionEngine {
         let primary = ids.first.flatMap { id in self.leases.first { $0.id == id }?.target.isPrimary } ?? true
         self.noteDispatch(source == .group ? .multi : .single, primary: primary, context: context)
         let disposition: ResponseTracker.Disposition = source == .group ? .combine : .relay
+        if source == .group, self.transaction?.failedLocally == true { self.group?.combiner.failsTransaction = true }
         for id in ids {
             self.enqueue(.frame(frame, .init(.sync, disposition)), to: id, current: current && ids.count == 1)
         }
@@ -185,6 +219,7 @@ extension SessionEngine {
         if self.transaction == nil {
             self.portals.removeAll()
             self.localPortals.removeAll()
+            self.limitedPortals.removeAll()
         }
     }
 
@@ -219,6 +254,13 @@ extension SessionEngine {
         }
         self.batch = source
         return true
+    }
+
+    /// A portal over several shards whose group is over (answered up to its Sync): nothing can reach it.
+    func isEnded(_ source: Source) -> Bool {
+        guard source == .group else { return false }
+        guard let group = self.group else { return true }
+        return group.combiner.isComplete
     }
 
     /// Whether a message may go to `source` now (see `isReady(for:)`).

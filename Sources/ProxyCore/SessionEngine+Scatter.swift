@@ -37,6 +37,7 @@ extension SessionEngine {
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
                                      isWrite: plan.isWrite && self.transaction == nil, context: &context)
         if atomic { self.group?.combiner.holdsReadyForQuery = true }
+        if plan.isWrite { self.orderWrites(members) }
         self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
                           primary: plan.needsPrimary || plan.isWrite, context: context)
         var shared: ByteBuffer?

@@ -210,6 +210,7 @@ extension SessionEngine {
         self.transaction = nil
         self.touched = []
         self.portals.removeAll()
+        self.limitedPortals.removeAll()
     }
 }
 

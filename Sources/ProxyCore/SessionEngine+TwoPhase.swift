@@ -24,13 +24,16 @@ extension SessionEngine {
         var error: ErrorNoticeFields?
         /// ShardGate opened the transaction around one statement: the client gets ReadyForQuery only.
         var implicit: Bool
+        /// The client's COMMIT or ROLLBACK came as an Execute: its answer is the command tag (or the error);
+        /// the ReadyForQuery is the Sync's.
+        var extended = false
         var warnings: [ErrorNoticeFields] = []
         /// The lease answering now had an error.
         var failedLeases: Set<LeaseID> = []
     }
 
     /// COMMIT of a transaction that wrote on several shards. False (nothing done) while answers are in flight.
-    mutating func startTwoPhaseCommit(implicit: Bool, context: inout RoutingContext) -> Bool {
+    mutating func startTwoPhaseCommit(implicit: Bool, extended: Bool = false, context: inout RoutingContext) -> Bool {
         guard let transaction = self.transaction else { return true }
         if let busy = self.inFlight {
             self.flushOut(busy)
@@ -38,10 +41,11 @@ extension SessionEngine {
         }
         guard let registry = context.twoPhase else {
             return self.refuse(ProxyErrors.unsupported("a transaction that wrote on several shards without a two-phase "
-                + "commit log"), simpleQuery: true)
+                + "commit log"), simpleQuery: !extended)
         }
         let id = registry.begin()
         var commit = TwoPhaseCommit(id: id, phase: .preparing, implicit: implicit)
+        commit.extended = extended
         for lease in self.leases where lease.participant {
             if transaction.writers.contains(lease.target.shard) {
                 let gid = "\(id)_\(lease.target.shard)"
@@ -71,6 +75,35 @@ extension SessionEngine {
             }
             self.twoPhase = commit
         }
+    }
+
+    /// COMMIT or ROLLBACK sent as an Execute in a transaction with several participants (or one ShardGate
+    /// failed for the client): a two-phase commit when it wrote on several shards, else COMMIT (ROLLBACK) on
+    /// each participant. False (nothing done) while answers are in flight.
+    mutating func endTransactionExtended(commit: Bool, context: inout RoutingContext) -> Bool {
+        guard let transaction = self.transaction else { return true }
+        // A participant's open batch is closed first: the statements below are simple queries.
+        for lease in self.leases where lease.participant && lease.batchOpen {
+            self.closeBatch(.lease(lease.id))
+        }
+        if let busy = self.inFlight {
+            self.flushOut(busy)
+            return false
+        }
+        let failed = transaction.failedLocally || self.clientStatus == .failedTransaction
+        if commit, !failed, transaction.writers.count >= 2 {
+            return self.startTwoPhaseCommit(implicit: false, extended: true, context: &context)
+        }
+        let statement = commit && !failed ? "COMMIT" : "ROLLBACK"
+        var end = TwoPhaseCommit(id: "", phase: statement == "COMMIT" ? .committing : .rollingBack, implicit: false)
+        end.extended = true
+        for lease in self.leases where lease.participant {
+            self.internalQuery(statement, lease: lease.id)
+            end.pending.insert(lease.id)
+        }
+        self.twoPhase = end
+        if end.pending.isEmpty { self.finishTwoPhase(committed: statement == "COMMIT", now: context.clock()) }
+        return true
     }
 
     /// Every participant rolls back (the transaction has failed).
@@ -105,6 +138,13 @@ extension SessionEngine {
                     var error = fields
                     error.detail = [fields.detail, "The transaction was rolled back on every shard (PREPARE TRANSACTION "
                         + "failed on \(shard))."].compactMap { $0 }.joined(separator: "\n")
+                    commit.error = error
+                }
+            case .committing where commit.id.isEmpty:
+                // A plain COMMIT (one shard wrote at most): its failure is the answer, as PostgreSQL's would be.
+                if commit.error == nil {
+                    var error = fields
+                    error.detail = [fields.detail, "COMMIT failed on \(shard)."].compactMap { $0 }.joined(separator: "\n")
                     commit.error = error
                 }
             case .committing:
@@ -151,7 +191,7 @@ extension SessionEngine {
         case .logging:
             break
         case .committing:
-            self.finishTwoPhase(committed: true, now: now)
+            self.finishTwoPhase(committed: commit.id.isEmpty ? commit.error == nil : true, now: now)
         case .rollingBack:
             self.finishTwoPhase(committed: false, now: now)
         }
@@ -199,7 +239,12 @@ extension SessionEngine {
         } else if !commit.implicit {
             messages.append(.commandComplete("ROLLBACK"))
         }
-        messages.append(.readyForQuery(.idle))
+        if !commit.extended {
+            messages.append(.readyForQuery(.idle))
+        } else if !committed, commit.error != nil {
+            // An error in the extended protocol: the rest of the client's batch is skipped up to its Sync.
+            self.skipping = true
+        }
         for i in self.leases.indices where self.leases[i].participant {
             self.leases[i].status = .idle
         }

@@ -130,6 +130,9 @@ public struct SessionEngine {
         var ending: Ending?
         /// Answers ShardGate gives itself, for the `.local` entries of `tracker`, in order.
         var localAnswers: [ByteBuffer] = []
+        /// Writes wait (in `queued`) until lease `after` has answered everything: a write over several
+        /// shards takes them one after another in shard order (`orderWrites`).
+        var after: LeaseID?
 
         var isAttached: Bool { self.backend != nil }
         var isBusy: Bool { !self.tracker.isEmpty || self.queued.contains(where: \.isAnswered) }
@@ -195,6 +198,8 @@ public struct SessionEngine {
     var statements: [String: ClientStatement] = [:]
     var portals: [String: Source] = [:]
     var localPortals: [String: LocalPortal] = [:]
+    /// Portals over several shards executed with a row limit (they cannot be fetched from again).
+    var limitedPortals: Set<String> = []
     var transaction: Transaction?
     /// A COPY FROM STDIN into a sharded table in progress.
     var copyIn: CopyIn?

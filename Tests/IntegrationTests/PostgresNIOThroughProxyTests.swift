@@ -83,6 +83,69 @@ struct PostgresNIOThroughProxyTests {
         let expected = (0..<24).reduce(0) { acc, c in acc + (0..<25).reduce(0) { $0 + c * 1000 + $1 } }
         #expect(total == expected)
     }
+
+    /// PostgresNIO's prepared statements: Parse under the type's name once per connection, then Bind/Execute
+    /// of that name. Through ShardGate the name is the client's; 12 connections share a pool of 2, and two
+    /// statement types interleave on each.
+    struct Echo: PostgresPreparedStatement {
+        static let sql = "SELECT $1::int8 + 1, $2::text"
+        typealias Row = (Int64, String)
+        var number: Int64
+        var text: String
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(self.number)
+            bindings.append(self.text)
+            return bindings
+        }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    struct Negate: PostgresPreparedStatement {
+        static let sql = "SELECT -$1::int8"
+        typealias Row = Int64
+        var number: Int64
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings()
+            bindings.append(self.number)
+            return bindings
+        }
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    @Test func preparedStatementsWorkAcrossPooledBackends() async throws {
+        let proxy = try await RunningProxy(extra: Self.auth, environment: ["SG_IT_APP_PW": "pw"])
+        defer {
+            let (status, log) = proxy.stop()
+            #expect(status == 0, "shardgate exited with \(status):\n\(log)")
+        }
+        let port = proxy.port
+        let checked = try await withThrowingTaskGroup(of: Int.self) { group in
+            for client in 0..<12 {
+                group.addTask {
+                    let connection = try await TestCluster.connect(port: port, user: "app", password: "pw", id: 100 + client)
+                    var checked = 0
+                    for i in 0..<20 {
+                        let number = Int64(client * 1000 + i)
+                        for try await (plusOne, text) in try await connection.execute(
+                            Echo(number: number, text: "c\(client)"), logger: TestCluster.logger) {
+                            #expect(plusOne == number + 1)
+                            #expect(text == "c\(client)")
+                            checked += 1
+                        }
+                        for try await negated in try await connection.execute(Negate(number: number), logger: TestCluster.logger) {
+                            #expect(negated == -number)
+                            checked += 1
+                        }
+                    }
+                    try await connection.close()
+                    return checked
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(checked == 12 * 20 * 2)
+    }
 }
 
 @Suite("Slot function against a real PostgreSQL")

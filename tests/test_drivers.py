@@ -1,0 +1,194 @@
+"""Real drivers through ShardGate on a table sharded over both shards, many connections sharing a small pool:
+asyncpg with its default statement cache (named prepared statements, binary codecs, executemany), psycopg 3
+with server-side prepared statements (prepare_threshold) and executemany, and 50 raw clients that give the
+same statement name to different texts. Each checks that rows land on the shard owning their key and read
+back equal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import decimal
+import random
+import threading
+import uuid
+
+import asyncpg
+import psycopg
+import pytest
+
+import pgraw
+
+SLOT_SQL = "((hashint8extended(id, 8816678312871386365) & 1023) + 227) & 1023"
+
+
+@pytest.fixture
+def sharded(proxy_factory):
+    table = f"drv_{random.randrange(1 << 30):x}"
+    proxy = proxy_factory.start(pool={"size": 4}, mutate=lambda m: m["tables"].__setitem__(
+        table, {"shard_key": "id", "type": "bigint"}))
+    primaries = [psycopg.connect(s["primary"], autocommit=True) for s in proxy.map["shards"]]
+    with proxy.connect() as c:
+        c.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text, score float8, n numeric, "
+                  "at timestamptz, u uuid, tags text[], data jsonb, raw bytea)")
+    yield proxy, table, primaries
+    for p in primaries:
+        p.execute(f"DROP TABLE IF EXISTS {table}")
+        p.close()
+
+
+def _check_placement(proxy, table, primaries, expected: int) -> None:
+    """Every row is on the shard owning its key's slot, and there are `expected` in all."""
+    total = 0
+    for shard, p in zip(proxy.map["shards"], primaries):
+        lo_hi = [part.partition("-") for part in str(proxy.map["slots"][shard["name"]]).split(",")]
+        slots = sorted({s for lo, _, hi in lo_hi for s in range(int(lo), int(hi or lo) + 1)})
+        count, stray = p.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT ({SLOT_SQL} = ANY(%s))) FROM {table}",
+                                 (slots,)).fetchone()
+        assert stray == 0, f"{stray} rows on {shard['name']} belong elsewhere"
+        assert count > 0, f"no rows on {shard['name']}"
+        total += count
+    assert total == expected
+
+
+def test_asyncpg_statement_cache_executemany_and_binary_codecs(sharded):
+    """asyncpg's defaults: every statement prepared under a name and cached per connection, values in
+    binary. 16 connections over a pool of 4 per server: the names are ShardGate's to map onto backends."""
+    proxy, table, primaries = sharded
+    at = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
+
+    def row(key: int):
+        return (key, f"naïve {key}", key / 7, decimal.Decimal(f"{key}.25"), at + datetime.timedelta(seconds=key),
+                uuid.UUID(int=key), ["a", None, f"t{key}"], f'{{"k": {key}}}', bytes([key % 256, 0, 255]))
+
+    async def worker(k: int):
+        c = await asyncpg.connect(host=proxy.host, port=proxy.port, user="postgres", database="app", ssl=False,
+                                  timeout=10)
+        try:
+            keys = [k * 1000 + i for i in range(40)]
+            await c.executemany(f"INSERT INTO {table} (id, name, score, n, at, u, tags, data, raw) "
+                                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                [row(key) for key in keys])
+            select = await c.prepare(f"SELECT * FROM {table} WHERE id = $1")
+            for key in keys:
+                got = tuple(await select.fetchrow(key))
+                assert got == row(key), (got, row(key))
+            # The cached statements are used again (fetch by text hits asyncpg's cache).
+            for key in keys[:10]:
+                assert await c.fetchval(f"SELECT name FROM {table} WHERE id = $1", key) == f"naïve {key}"
+            assert await c.fetchval(f"SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])", keys) == len(keys)
+        finally:
+            await c.close()
+
+    async def run():
+        await asyncio.gather(*(worker(k) for k in range(1, 17)))
+
+    asyncio.run(asyncio.wait_for(run(), 50))
+    _check_placement(proxy, table, primaries, 16 * 40)
+
+
+def test_psycopg3_server_side_prepared_and_executemany(sharded):
+    """psycopg 3 prepares a statement on the server after prepare_threshold executions (here 1) and runs
+    executemany as a pipeline; 12 connections over a pool of 4 per server."""
+    proxy, table, primaries = sharded
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            with proxy.connect(prepare_threshold=1) as c:
+                keys = [k * 1000 + i for i in range(30)]
+                c.cursor().executemany(f"INSERT INTO {table} (id, name, n) VALUES (%s, %s, %s)",
+                                       [(key, f"p{key}", decimal.Decimal(key) / 4) for key in keys])
+                for _ in range(2):
+                    for key in keys:
+                        got = c.execute(f"SELECT id, name, n FROM {table} WHERE id = %s", (key,)).fetchone()
+                        assert got == (key, f"p{key}", decimal.Decimal(key) / 4), got
+                c.execute(f"UPDATE {table} SET name = %s WHERE id = %s", ("updated", keys[0]))
+                assert c.execute(f"SELECT name FROM {table} WHERE id = %s", (keys[0],)).fetchone() == ("updated",)
+        except BaseException as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 13)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    _check_placement(proxy, table, primaries, 12 * 30)
+
+
+def test_fifty_clients_one_statement_name_different_texts(sharded):
+    """50 clients each prepare statement "s" with their own text and run it 20 times, over a pool of 4 per
+    server: every answer is the client's own. Half of them read the sharded table by key (routed at each
+    Bind), half run a statement without a table."""
+    proxy, table, _ = sharded
+    with proxy.connect() as c:
+        c.cursor().executemany(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", [(k, f"row{k}") for k in range(50)])
+    errors: list[BaseException] = []
+    start = threading.Barrier(50)
+
+    def client(k: int) -> None:
+        try:
+            with contextlib.closing(proxy.raw_login()) as raw:
+                text = (f"SELECT {k}::int AS client, name, $1::bigint AS arg FROM {table} WHERE id = {k}" if k % 2
+                        else f"SELECT {k}::int AS client, 'none' AS name, $1::bigint AS arg")
+                raw.send(pgraw.parse_message(text, name="s") + pgraw.SYNC)
+                assert [m.type for m in raw.read_until_ready()] == [b"1", b"Z"]
+                start.wait(20)
+                expected_name = f"row{k}" if k % 2 else "none"
+                for i in range(20):
+                    raw.send(pgraw.bind_message((i,), statement="s") + pgraw.execute_message() + pgraw.SYNC)
+                    answer = raw.read_until_ready()
+                    assert pgraw.data_rows(answer) == [[str(k), expected_name, str(i)]], (k, i, answer)
+        except BaseException as e:  # noqa: BLE001 — reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+
+
+def test_an_execute_with_a_row_limit_over_several_shards(sharded):
+    """asyncpg's fetchrow/fetchval send Execute with a row limit of 1. Over several shards the shards run the
+    portal to the end and the client gets the first rows, then PortalSuspended when there were more — merged
+    (ORDER BY) or concatenated. Fetching on from such a portal (a cursor over several shards) is refused."""
+    proxy, table, _ = sharded
+    with proxy.connect() as c:
+        c.cursor().executemany(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", [(k, f"r{k}") for k in range(1, 41)])
+
+    async def run():
+        c = await asyncpg.connect(host=proxy.host, port=proxy.port, user="postgres", database="app", ssl=False,
+                                  timeout=10)
+        try:
+            assert await c.fetchval(f"SELECT count(*) FROM {table}") == 40
+            assert tuple(await c.fetchrow(f"SELECT id, name FROM {table} ORDER BY id DESC")) == (40, "r40")
+            assert (await c.fetchrow(f"SELECT id FROM {table} WHERE id > $1", 10))["id"] > 10
+            assert await c.fetchrow(f"SELECT id FROM {table} WHERE id > $1", 1000) is None
+            async with c.transaction():
+                # asyncpg binds the cursor's portal, syncs, then fetches from it: the group that bound it has
+                # ended, and a cursor over several shards is refused (never an empty answer).
+                cursor = await c.cursor(f"SELECT id FROM {table} ORDER BY id")
+                with pytest.raises(asyncpg.FeatureNotSupportedError, match="cursor over several shards"):
+                    await cursor.fetch(3)
+        finally:
+            await c.close()
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+    with contextlib.closing(proxy.raw_login()) as raw:
+        raw.send(pgraw.parse_message(f"SELECT id FROM {table} ORDER BY id") + pgraw.bind_message()
+                 + pgraw.execute_message(max_rows=2) + pgraw.SYNC)
+        answer = raw.read_until_ready()
+        assert [m.type for m in answer] == [b"1", b"2", b"D", b"D", b"s", b"Z"]
+        assert pgraw.data_rows(answer) == [["1"], ["2"]]
+        raw.send(pgraw.parse_message(f"SELECT id FROM {table} WHERE id <= 3") + pgraw.bind_message()
+                 + pgraw.execute_message(max_rows=5) + pgraw.SYNC)
+        answer = raw.read_until_ready()
+        assert [m.type for m in answer] == [b"1", b"2", b"D", b"D", b"D", b"C", b"Z"]
+        assert answer[-2].payload == b"SELECT 3\x00"
