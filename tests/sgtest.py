@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import psycopg
@@ -34,3 +35,38 @@ def drop_tables(direct, *names: str) -> None:
         direct.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
     except psycopg.Error as e:
         print(f"warning: could not drop {names}: {e}")
+
+
+def run_threads(target, count: int, timeout: float = 45) -> list:
+    """Runs target(i) in `count` threads; returns their exceptions (empty when all succeeded)."""
+    errors: list = []
+    lock = threading.Lock()
+
+    def wrap(i):
+        try:
+            target(i)
+        except BaseException as e:  # noqa: BLE001 - collected and reported
+            with lock:
+                errors.append((i, e))
+
+    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    stuck = [i for i, t in enumerate(threads) if t.is_alive()]
+    assert not stuck, f"threads {stuck} still running after {timeout}s"
+    return errors
+
+
+def owned_slots(shard_map: dict) -> list[set[int]]:
+    """The slots each shard of a shard map owns, in the order of its "shards"."""
+    out = []
+    for shard in shard_map["shards"]:
+        slots: set[int] = set()
+        for part in str(shard_map["slots"][shard["name"]]).split(","):
+            lo, _, hi = part.partition("-")
+            slots.update(range(int(lo), int(hi or lo) + 1))
+        out.append(slots)
+    return out

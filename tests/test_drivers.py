@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 import pgraw
+from sgtest import owned_slots, run_threads
 
 SLOT_SQL = "((hashint8extended(id, 8816678312871386365) & 1023) + 227) & 1023"
 
@@ -41,11 +42,9 @@ def sharded(proxy_factory):
 def _check_placement(proxy, table, primaries, expected: int) -> None:
     """Every row is on the shard owning its key's slot, and there are `expected` in all."""
     total = 0
-    for shard, p in zip(proxy.map["shards"], primaries):
-        lo_hi = [part.partition("-") for part in str(proxy.map["slots"][shard["name"]]).split(",")]
-        slots = sorted({s for lo, _, hi in lo_hi for s in range(int(lo), int(hi or lo) + 1)})
+    for shard, p, slots in zip(proxy.map["shards"], primaries, owned_slots(proxy.map)):
         count, stray = p.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT ({SLOT_SQL} = ANY(%s))) FROM {table}",
-                                 (slots,)).fetchone()
+                                 (sorted(slots),)).fetchone()
         assert stray == 0, f"{stray} rows on {shard['name']} belong elsewhere"
         assert count > 0, f"no rows on {shard['name']}"
         total += count
@@ -92,29 +91,20 @@ def test_psycopg3_server_side_prepared_and_executemany(sharded):
     """psycopg 3 prepares a statement on the server after prepare_threshold executions (here 1) and runs
     executemany as a pipeline; 12 connections over a pool of 4 per server."""
     proxy, table, primaries = sharded
-    errors: list[BaseException] = []
 
     def worker(k: int) -> None:
-        try:
-            with proxy.connect(prepare_threshold=1) as c:
-                keys = [k * 1000 + i for i in range(30)]
-                c.cursor().executemany(f"INSERT INTO {table} (id, name, n) VALUES (%s, %s, %s)",
-                                       [(key, f"p{key}", decimal.Decimal(key) / 4) for key in keys])
-                for _ in range(2):
-                    for key in keys:
-                        got = c.execute(f"SELECT id, name, n FROM {table} WHERE id = %s", (key,)).fetchone()
-                        assert got == (key, f"p{key}", decimal.Decimal(key) / 4), got
-                c.execute(f"UPDATE {table} SET name = %s WHERE id = %s", ("updated", keys[0]))
-                assert c.execute(f"SELECT name FROM {table} WHERE id = %s", (keys[0],)).fetchone() == ("updated",)
-        except BaseException as e:  # noqa: BLE001 — reported below
-            errors.append(e)
+        with proxy.connect(prepare_threshold=1) as c:
+            keys = [k * 1000 + i for i in range(30)]
+            c.cursor().executemany(f"INSERT INTO {table} (id, name, n) VALUES (%s, %s, %s)",
+                                   [(key, f"p{key}", decimal.Decimal(key) / 4) for key in keys])
+            for _ in range(2):
+                for key in keys:
+                    got = c.execute(f"SELECT id, name, n FROM {table} WHERE id = %s", (key,)).fetchone()
+                    assert got == (key, f"p{key}", decimal.Decimal(key) / 4), got
+            c.execute(f"UPDATE {table} SET name = %s WHERE id = %s", ("updated", keys[0]))
+            assert c.execute(f"SELECT name FROM {table} WHERE id = %s", (keys[0],)).fetchone() == ("updated",)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 13)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(50)
-    assert not any(t.is_alive() for t in threads)
+    errors = run_threads(lambda i: worker(i + 1), 12, timeout=50)
     assert not errors, errors[:3]
     _check_placement(proxy, table, primaries, 12 * 30)
 
@@ -126,31 +116,22 @@ def test_fifty_clients_one_statement_name_different_texts(sharded):
     proxy, table, _ = sharded
     with proxy.connect() as c:
         c.cursor().executemany(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", [(k, f"row{k}") for k in range(50)])
-    errors: list[BaseException] = []
     start = threading.Barrier(50)
 
     def client(k: int) -> None:
-        try:
-            with contextlib.closing(proxy.raw_login()) as raw:
-                text = (f"SELECT {k}::int AS client, name, $1::bigint AS arg FROM {table} WHERE id = {k}" if k % 2
-                        else f"SELECT {k}::int AS client, 'none' AS name, $1::bigint AS arg")
-                raw.send(pgraw.parse_message(text, name="s") + pgraw.SYNC)
-                assert [m.type for m in raw.read_until_ready()] == [b"1", b"Z"]
-                start.wait(20)
-                expected_name = f"row{k}" if k % 2 else "none"
-                for i in range(20):
-                    raw.send(pgraw.bind_message((i,), statement="s") + pgraw.execute_message() + pgraw.SYNC)
-                    answer = raw.read_until_ready()
-                    assert pgraw.data_rows(answer) == [[str(k), expected_name, str(i)]], (k, i, answer)
-        except BaseException as e:  # noqa: BLE001 — reported below
-            errors.append(e)
+        with contextlib.closing(proxy.raw_login()) as raw:
+            text = (f"SELECT {k}::int AS client, name, $1::bigint AS arg FROM {table} WHERE id = {k}" if k % 2
+                    else f"SELECT {k}::int AS client, 'none' AS name, $1::bigint AS arg")
+            raw.send(pgraw.parse_message(text, name="s") + pgraw.SYNC)
+            assert [m.type for m in raw.read_until_ready()] == [b"1", b"Z"]
+            start.wait(20)
+            expected_name = f"row{k}" if k % 2 else "none"
+            for i in range(20):
+                raw.send(pgraw.bind_message((i,), statement="s") + pgraw.execute_message() + pgraw.SYNC)
+                answer = raw.read_until_ready()
+                assert pgraw.data_rows(answer) == [[str(k), expected_name, str(i)]], (k, i, answer)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(50)
-    assert not any(t.is_alive() for t in threads)
+    errors = run_threads(client, 50, timeout=50)
     assert not errors, errors[:3]
 
 

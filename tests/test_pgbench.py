@@ -9,7 +9,7 @@ import subprocess
 import psycopg
 import pytest
 
-from sgtest import drop_tables
+from sgtest import drop_tables, owned_slots
 
 CLIENTS = 64
 POOL = {"size": 10}
@@ -96,20 +96,9 @@ def sharded_bench_proxy(proxy_factory, tmp_path):
         p.close()
 
 
-def _owned_slots(proxy) -> list[set[int]]:
-    out = []
-    for shard in proxy.map["shards"]:
-        slots: set[int] = set()
-        for part in str(proxy.map["slots"][shard["name"]]).split(","):
-            lo, _, hi = part.partition("-")
-            slots.update(range(int(lo), int(hi or lo) + 1))
-        out.append(slots)
-    return out
-
-
 # TPC-B over both shards holds a backend of its account's shard while it waits for one of the other shard.
 # With more clients than pool slots, every backend of s0 can be held by transactions waiting for s1 and the
-# other way round: a pool deadlock that only the checkout timeout ends (known limit, docs/DECISIONS.md).
+# other way round: a pool starvation that only the checkout timeout ends (known limit, docs/DECISIONS.md).
 # Eight clients stay within each event loop's share of the pool.
 TPCB_CLIENTS = 8
 
@@ -122,7 +111,7 @@ def test_pgbench_sharded_by_aid_select_only_and_tpcb(sharded_bench_proxy, mode):
     pgbench's `END` (an Execute under -M prepared), its writes taken shard by shard so that sessions
     updating the same 10 tellers never deadlock across shards."""
     proxy, primaries = sharded_bench_proxy
-    owned = _owned_slots(proxy)
+    owned = owned_slots(proxy.map)
     counts = [p.execute("SELECT count(*) FROM pgbench_accounts").fetchone()[0] for p in primaries]
     assert sum(counts) == 100000 and all(c > 0 for c in counts), counts
     for p, slots in zip(primaries, owned):

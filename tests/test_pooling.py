@@ -12,30 +12,7 @@ import psycopg
 import pytest
 
 import pgraw
-from sgtest import PEERS, wait_until
-
-
-def run_threads(target, count: int, timeout: float = 45) -> list:
-    """Runs target(i) in `count` threads; returns their exceptions (empty when all succeeded)."""
-    errors: list = []
-    lock = threading.Lock()
-
-    def wrap(i):
-        try:
-            target(i)
-        except BaseException as e:  # noqa: BLE001 - collected and reported
-            with lock:
-                errors.append((i, e))
-
-    threads = [threading.Thread(target=wrap, args=(i,), daemon=True) for i in range(count)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    stuck = [i for i, t in enumerate(threads) if t.is_alive()]
-    assert not stuck, f"threads {stuck} still running after {timeout}s"
-    return errors
+from sgtest import PEERS, run_threads, wait_until
 
 
 def backend_pid(conn) -> int:

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import pgraw
-from sgtest import wait_until
+from sgtest import run_threads, wait_until
 
 SLOT_SQL = "((hashint8extended(%s::bigint, 8816678312871386365) & 1023) + 227) & 1023"
 
@@ -244,8 +244,6 @@ def test_concurrent_writes_over_both_shards_never_deadlock_across_shards(proxy_f
     sessions update the same rows of a reference table (on every shard) — autocommit statements in
     ShardGate's implicit transaction, and explicit transactions in the simple and the extended protocol,
     like pgbench's TPC-B — with lock_timeout as the tripwire that turns a deadlock into an error."""
-    import threading
-
     ref = f"ref_{random.randrange(1 << 30):x}"
     proxy = proxy_factory.start(mutate=lambda m: m["tables"].__setitem__(ref, {"reference": True}),
                                 env={"SHARDGATE_TWO_PHASE_LOG": str(tmp_path / "2pc.log")})
@@ -254,30 +252,21 @@ def test_concurrent_writes_over_both_shards_never_deadlock_across_shards(proxy_f
         c.execute(f"CREATE TABLE {ref} (id int PRIMARY KEY, n int NOT NULL)")
         c.execute(f"INSERT INTO {ref} VALUES (1, 0), (2, 0)")
     rounds, sessions = 25, 8
-    errors: list[BaseException] = []
 
     def worker(k: int) -> None:
-        try:
-            with proxy.connect(prepare_threshold=0 if k % 2 else None) as c:
-                c.execute("SET lock_timeout = '5s'")
-                for i in range(rounds):
-                    if i % 3 == 0:
-                        c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = 1")
-                        c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = 2")
-                    else:
-                        with c.transaction():
-                            c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = %s", (1,))
-                            c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = %s", (2,))
-        except BaseException as e:  # noqa: BLE001 — reported below
-            errors.append(e)
+        with proxy.connect(prepare_threshold=0 if k % 2 else None) as c:
+            c.execute("SET lock_timeout = '5s'")
+            for i in range(rounds):
+                if i % 3 == 0:
+                    c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = 1")
+                    c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = 2")
+                else:
+                    with c.transaction():
+                        c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = %s", (1,))
+                        c.execute(f"UPDATE {ref} SET n = n + 1 WHERE id = %s", (2,))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(sessions)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
     try:
-        assert not any(t.is_alive() for t in threads), "sessions still running after 120 s"
+        errors = run_threads(worker, sessions, timeout=50)
         assert not errors, errors[:3]
         for p in primaries:
             assert p.execute(f"SELECT id, n FROM {ref} ORDER BY id").fetchall() == \

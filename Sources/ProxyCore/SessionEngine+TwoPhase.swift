@@ -64,16 +64,11 @@ extension SessionEngine {
     /// The statement ShardGate wrapped in a transaction was answered (the client got its result).
     mutating func endImplicitTransaction(failed: Bool, context: inout RoutingContext) {
         if failed {
-            self.rollBackParticipants(error: nil)
+            self.endOnParticipants(commit: false, implicit: true, extended: false)
         } else if (self.transaction?.writers.count ?? 0) >= 2 {
             _ = self.startTwoPhaseCommit(implicit: true, context: &context)
         } else {
-            var commit = TwoPhaseCommit(id: "", phase: .committing, implicit: true)
-            for lease in self.leases where lease.participant {
-                self.internalQuery("COMMIT", lease: lease.id)
-                commit.pending.insert(lease.id)
-            }
-            self.twoPhase = commit
+            self.endOnParticipants(commit: true, implicit: true, extended: false)
         }
     }
 
@@ -94,27 +89,21 @@ extension SessionEngine {
         if commit, !failed, transaction.writers.count >= 2 {
             return self.startTwoPhaseCommit(implicit: false, extended: true, context: &context)
         }
-        let statement = commit && !failed ? "COMMIT" : "ROLLBACK"
-        var end = TwoPhaseCommit(id: "", phase: statement == "COMMIT" ? .committing : .rollingBack, implicit: false)
-        end.extended = true
-        for lease in self.leases where lease.participant {
-            self.internalQuery(statement, lease: lease.id)
-            end.pending.insert(lease.id)
-        }
-        self.twoPhase = end
-        if end.pending.isEmpty { self.finishTwoPhase(committed: statement == "COMMIT", now: context.clock()) }
+        self.endOnParticipants(commit: commit && !failed, implicit: false, extended: true)
+        if self.twoPhase?.pending.isEmpty == true { self.finishTwoPhase(committed: commit && !failed, now: context.clock()) }
         return true
     }
 
-    /// Every participant rolls back (the transaction has failed).
-    private mutating func rollBackParticipants(error: ErrorNoticeFields?) {
-        var commit = TwoPhaseCommit(id: "", phase: .rollingBack, implicit: true)
-        commit.error = error
+    /// A plain COMMIT (one shard wrote at most) or ROLLBACK on every participant, answered like a commit's
+    /// statements (`twoPhaseAnswer`).
+    private mutating func endOnParticipants(commit: Bool, implicit: Bool, extended: Bool) {
+        var end = TwoPhaseCommit(id: "", phase: commit ? .committing : .rollingBack, implicit: implicit)
+        end.extended = extended
         for lease in self.leases where lease.participant {
-            self.internalQuery("ROLLBACK", lease: lease.id)
-            commit.pending.insert(lease.id)
+            self.internalQuery(commit ? "COMMIT" : "ROLLBACK", lease: lease.id)
+            end.pending.insert(lease.id)
         }
-        self.twoPhase = commit
+        self.twoPhase = end
     }
 
     /// A statement of ShardGate's on a participant, whose answer `twoPhaseAnswer` reads.
