@@ -134,6 +134,7 @@ extension SessionEngine {
 
     /// As `disposeAll`, but no backend goes back to the pool: the client broke the protocol mid-stream.
     mutating func disposeAllDirty() {
+        self.abandonTwoPhase()
         for lease in self.leases {
             self.emit(lease.isAttached ? .discard(lease.id) : .cancelAcquire(lease.id))
         }

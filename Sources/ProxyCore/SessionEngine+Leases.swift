@@ -534,8 +534,20 @@ extension SessionEngine {
         self.emit(.closeClient(error))
     }
 
+    /// The session ends in the middle of a two-phase commit: its id is no longer in progress, so recovery
+    /// finishes it (commits it if decided, rolls it back if not). While the decision is being written it
+    /// stays in progress until the write ends (`decisionLogged`/`decisionFailed`): recovery must not roll
+    /// back on one shard what the decision then commits on another.
+    mutating func abandonTwoPhase() {
+        guard let commit = self.twoPhase else { return }
+        if commit.phase == .logging { return }
+        if !commit.id.isEmpty { self.emit(.twoPhaseFinished(commit.id, complete: false)) }
+        self.twoPhase = nil
+    }
+
     /// Every lease: clean ones back to the pool, others closed, pending ones cancelled.
     mutating func disposeAll() {
+        self.abandonTwoPhase()
         for lease in self.leases {
             if !lease.isAttached {
                 self.emit(.cancelAcquire(lease.id))

@@ -189,6 +189,12 @@ extension SessionEngine {
     /// The decision to commit is durable: the prepared transactions are committed.
     public mutating func decisionLogged(context: inout RoutingContext) {
         guard var commit = self.twoPhase, commit.phase == .logging else { return }
+        guard !self.closed else {
+            // The session ended while the decision was written: recovery takes it from here.
+            self.twoPhase = nil
+            self.emit(.twoPhaseFinished(commit.id, complete: false))
+            return
+        }
         commit.phase = .committing
         for lease in commit.prepared {
             self.internalQuery("COMMIT PREPARED \(SessionParameters.quoteLiteral(commit.gids[lease]!))", lease: lease)
@@ -202,6 +208,12 @@ extension SessionEngine {
     /// The decision could not be written: nothing was committed anywhere, so everything rolls back.
     public mutating func decisionFailed(_ reason: String, context: inout RoutingContext) {
         guard var commit = self.twoPhase, commit.phase == .logging else { return }
+        guard !self.closed else {
+            // The session ended while the decision was written: recovery takes it from here.
+            self.twoPhase = nil
+            self.emit(.twoPhaseFinished(commit.id, complete: false))
+            return
+        }
         commit.phase = .rollingBack
         commit.error = ProxyErrors.error("58030", "ShardGate could not record the commit decision: \(reason); the "
             + "transaction was rolled back on every shard")

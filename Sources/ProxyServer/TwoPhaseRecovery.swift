@@ -70,11 +70,13 @@ struct TwoPhaseRecovery: Sendable {
             for try await gid in rows.decode(String.self) { gids.append(gid) }
             for gid in gids {
                 guard let id = self.registry.commitID(ofGID: gid) else { continue }
-                if self.log.isDecided(id) {
+                if self.registry.isActive(id) {
+                    // Its session is between the phases, or committing it right now: a COMMIT PREPARED
+                    // from here would make the session's fail ("does not exist") and warn its client.
+                    inProgress.insert(id)
+                } else if self.log.isDecided(id) {
                     try await self.run("COMMIT PREPARED", gid, on: connection)
                     self.logger.notice("two-phase recovery committed a decided transaction", metadata: ["gid": "\(gid)"])
-                } else if self.registry.isActive(id) {
-                    inProgress.insert(id)
                 } else {
                     try await self.run("ROLLBACK PREPARED", gid, on: connection)
                     self.logger.notice("two-phase recovery rolled back an undecided transaction", metadata: ["gid": "\(gid)"])
