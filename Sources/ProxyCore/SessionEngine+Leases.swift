@@ -106,18 +106,23 @@ extension SessionEngine {
         return true
     }
 
-    /// The lease of `choice`, creating (and acquiring) it if new.
-    mutating func lease(for choice: Choice) -> LeaseID {
+    /// The lease of `choice`, creating (and acquiring) it if new. `grouped`: one member of a statement
+    /// over several shards.
+    mutating func lease(for choice: Choice, grouped: Bool = false) -> LeaseID {
         switch choice {
         case .existing(let id):
             return id
         case .new(let target):
             let id = self.nextLeaseID
             self.nextLeaseID += 1
+            // Whoever may hold this backend while waiting for another must not take a pool's reserve;
+            // whoever already holds one gets it (see PoolStateMachine).
+            let claim: BackendClaim = self.leases.contains(where: \.isAttached) ? .holding
+                : self.transaction != nil || grouped ? .opening : .single
             var lease = Lease(id: id, target: target)
             lease.participant = self.transaction != nil
             self.leases.append(lease)
-            self.emit(.acquire(id, target))
+            self.emit(.acquire(id, target, claim))
             return id
         }
     }
@@ -140,7 +145,7 @@ extension SessionEngine {
         self.endGroup()
         var members: [LeaseID] = []
         for shard in shards {
-            let id = self.lease(for: self.choose(shard: shard, primary: primary, context: &context))
+            let id = self.lease(for: self.choose(shard: shard, primary: primary, context: &context), grouped: shards.count > 1)
             members.append(id)
         }
         for (index, id) in members.enumerated() {

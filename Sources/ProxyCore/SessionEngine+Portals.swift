@@ -181,6 +181,18 @@ extension SessionEngine {
             self.endBatchState()
             return true
         }
+        if !self.held.isEmpty, self.batch == nil, self.inFlight == nil, let transaction = self.transaction,
+           !transaction.failedLocally, !self.leases.contains(where: \.participant) {
+            // Parse + Sync in a transaction that has not reached a shard yet (libpq's PQprepare; pgbench
+            // -M prepared before each command's first use): parsed here (syntax checked), answered here, and
+            // prepared on the shard its first Bind goes to. A backend taken just to parse would join the
+            // transaction on a shard it may never use, waiting for a pool slot while the client waits too.
+            let count = self.held.count
+            self.held.removeAll(keepingCapacity: true)
+            _ = self.answer(Array(repeating: .parseComplete, count: count) + [.readyForQuery(self.clientStatus)])
+            self.endBatchState()
+            return true
+        }
         if !self.held.isEmpty {
             if self.batch == nil, self.inFlight == nil {
                 let choice = self.chooseAny(primary: false, context: &context)

@@ -27,7 +27,7 @@ public struct SessionEngine {
 
     public enum Action {
         /// Lease a backend of `target`; answer with `leaseGranted` or `leaseFailed`.
-        case acquire(LeaseID, BackendTarget)
+        case acquire(LeaseID, BackendTarget, BackendClaim)
         /// Give up a lease that is still being acquired.
         case cancelAcquire(LeaseID)
         /// The lease is over and its backend is clean: back to the pool.

@@ -41,13 +41,13 @@ final class BackendPool {
         self.scheduleReaper()
     }
 
-    func lease(for leaser: any BackendLeaser, lease: Int) {
+    func lease(for leaser: any BackendLeaser, lease: Int, claim: BackendClaim = .single) {
         let id = PoolWaiter(leaser: ObjectIdentifier(leaser), lease: lease)
         guard !self.closed else {
             leaser.backendUnavailable(ProxyErrors.shuttingDown, lease: lease)
             return
         }
-        switch self.machine.lease(for: id, now: .now()) {
+        switch self.machine.lease(for: id, claim: claim, now: .now()) {
         case .use(let connectionID):
             leaser.backendLeased(self.connections[connectionID]!, lease: lease)
         case .queueAndConnect(let deadline):
@@ -82,7 +82,7 @@ final class BackendPool {
         connection.channel.close(promise: nil)
     }
 
-    /// Connections now: size (this loop's share of pool.size), leased, idle, and clients waiting.
+    /// Connections now: size (this loop's share of pool.size), leased, idle, and leases waiting.
     var stats: (size: Int, busy: Int, idle: Int, waiting: Int) {
         (self.machine.maxConnections, self.machine.leasedCount, self.machine.idleCount, self.machine.waitingCount)
     }
@@ -139,8 +139,13 @@ final class BackendPool {
 
     private func connectionClosed(_ connection: BackendConnection) {
         guard self.connections.removeValue(forKey: connection.id) != nil else { return }
-        if self.machine.closed(connection.id), !self.closed {
-            self.openConnection()
+        switch self.machine.closed(connection.id) {
+        case .none:
+            break
+        case .connect:
+            if !self.closed { self.openConnection() }
+        case .lease(let id, let waiterID):
+            self.handOff(.lease(id, to: waiterID), self.connections[id]!)
         }
     }
 

@@ -260,10 +260,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     private func perform(_ action: SessionEngine.Action) {
         switch action {
-        case .acquire(let id, let target):
+        case .acquire(let id, let target, let claim):
             let pool = self.loop.pool(for: target)
             self.acquiring.append((id, pool))
-            pool.lease(for: self, lease: id)
+            pool.lease(for: self, lease: id, claim: claim)
         case .cancelAcquire(let id):
             if let index = self.acquiring.firstIndex(where: { $0.id == id }) {
                 self.acquiring[index].pool.cancelLease(for: self, lease: id)

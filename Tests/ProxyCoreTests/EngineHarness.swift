@@ -155,7 +155,7 @@ struct EngineHarness {
     mutating func drain() -> [SessionEngine.Action] {
         var out: [SessionEngine.Action] = []
         while let action = self.engine.nextAction() {
-            if case .acquire(let id, let target) = action { self.targets[id] = target }
+            if case .acquire(let id, let target, _) = action { self.targets[id] = target }
             out.append(action)
         }
         self.log += out
@@ -176,11 +176,15 @@ struct EngineHarness {
 
 extension Array where Element == SessionEngine.Action {
     var acquired: [BackendTarget] {
-        self.compactMap { if case .acquire(_, let target) = $0 { return target } else { return nil } }
+        self.compactMap { if case .acquire(_, let target, _) = $0 { return target } else { return nil } }
+    }
+
+    var claims: [BackendClaim] {
+        self.compactMap { if case .acquire(_, _, let claim) = $0 { return claim } else { return nil } }
     }
 
     var acquiredIDs: [Int] {
-        self.compactMap { if case .acquire(let id, _) = $0 { return id } else { return nil } }
+        self.compactMap { if case .acquire(let id, _, _) = $0 { return id } else { return nil } }
     }
 
     var released: [Int] {

@@ -32,13 +32,15 @@ struct PoolHarness {
         #expect(pool.connecting >= 0, sourceLocation: at)
         #expect(pool.leasedCount >= 0, sourceLocation: at)
         #expect(pool.idleCount >= 0 && pool.waitingCount >= 0, sourceLocation: at)
-        // Nobody waits while a connection sits idle.
-        #expect(pool.idleCount == 0 || pool.waitingCount == 0, sourceLocation: at)
+        // Nobody waits while a connection sits idle, except `.opening` waiters kept out of the reserve.
+        #expect(pool.idleCount == 0 || pool.waitingCount == 0
+                    || (pool.waitingCount == pool.waitingOpeningCount && !pool.mayOpen), sourceLocation: at)
+        #expect(pool.openingCount <= pool.maxConnections - pool.reserve, sourceLocation: at)
         #expect(pool.leasedCount == self.leased.count, "leased \(pool.leasedCount), model \(self.leased.sorted())", sourceLocation: at)
     }
 
-    mutating func lease(_ waiter: String, at offset: TimeAmount = .zero) -> Pool.LeaseAction {
-        let action = self.pool.lease(for: waiter, now: Self.t0 + offset)
+    mutating func lease(_ waiter: String, _ claim: BackendClaim = .single, at offset: TimeAmount = .zero) -> Pool.LeaseAction {
+        let action = self.pool.lease(for: waiter, claim: claim, now: Self.t0 + offset)
         if case .use(let connection) = action { self.leased.insert(connection) }
         self.check()
         return action
@@ -66,11 +68,13 @@ struct PoolHarness {
         return result
     }
 
+    /// Whether a replacement is to be opened; a hand-off of an idle connection is recorded as a lease.
     mutating func closed(_ connection: Int) -> Bool {
         self.leased.remove(connection)
-        let replace = self.pool.closed(connection)
+        let action = self.pool.closed(connection)
+        if case .lease(let idle, _) = action { self.leased.insert(idle) }
         self.check()
-        return replace
+        return action == .connect
     }
 
     mutating func cancel(_ waiter: String) {
@@ -91,7 +95,8 @@ struct PoolHarness {
         #expect(self.pool.idleCount == idleBefore - stale.count, sourceLocation: self.sourceLocation)
         for connection in stale {
             let replace = self.pool.closed(connection)
-            #expect(!replace, "no waiter can exist while connections idle", sourceLocation: self.sourceLocation)
+            #expect(replace == .none, "no waiter that could use a connection exists while connections idle",
+                    sourceLocation: self.sourceLocation)
         }
         self.check()
         return stale
@@ -316,7 +321,8 @@ struct PoolHarness {
             switch generator.next() % 7 {
             case 0, 1:
                 waiterNumber += 1
-                if case .queueAndConnect = h.lease("w\(waiterNumber)", at: now) { connectingForWaiters += 1 }
+                let claim: BackendClaim = [.single, .opening, .holding][Int(generator.next() % 3)]
+                if case .queueAndConnect = h.lease("w\(waiterNumber)", claim, at: now) { connectingForWaiters += 1 }
             case 2:
                 if connectingForWaiters > 0 {
                     connectingForWaiters -= 1
@@ -342,6 +348,148 @@ struct PoolHarness {
             }
             #expect(h.pool.connecting == connectingForWaiters)
         }
+    }
+
+    // MARK: claims
+
+    @Test func openingLeasesLeaveTheReserveToHolders() {
+        var h = PoolHarness(max: 4)
+        #expect(h.pool.reserve == 1)
+        for waiter in ["a", "b", "c", "d"] { _ = h.lease(waiter, .opening) }
+        #expect(h.connected(1) == .lease(1, to: "a"))
+        #expect(h.connected(2) == .lease(2, to: "b"))
+        #expect(h.connected(3) == .lease(3, to: "c"))
+        // d would take the last connection: it stays for a session that already holds a backend.
+        #expect(h.connected(4) == .parked)
+        #expect(h.pool.openingCount == 3)
+        #expect(h.lease("e", .opening) == .queue(deadline: self.deadline(Self.checkout)))
+        #expect(h.lease("held", .holding) == .use(4))
+        // An opening lease that ends lets the next opening waiter in.
+        #expect(h.release(1) == .lease(1, to: "d"))
+        #expect(h.release(4) == .parked)
+        #expect(h.pool.waitingCount == 1)
+    }
+
+    @Test func anOpeningLeaseThatBreaksLetsTheNextOpeningWaiterHaveTheIdleReserve() {
+        var h = PoolHarness(max: 2)
+        _ = h.lease("a", .opening)
+        _ = h.lease("b", .opening)
+        #expect(h.connected(1) == .lease(1, to: "a"))
+        #expect(h.connected(2) == .parked)
+        #expect(h.pool.closed(1) == .lease(2, to: "b"))
+        #expect(h.pool.openingCount == 1 && h.pool.waitingCount == 0 && h.pool.idleCount == 0)
+    }
+
+    @Test func singleStatementsMayTakeTheReserve() {
+        var h = PoolHarness(max: 2)
+        #expect(h.pool.reserve == 1)
+        _ = h.lease("a", .opening)
+        _ = h.lease("b", .opening)
+        #expect(h.connected(1) == .lease(1, to: "a"))
+        #expect(h.connected(2) == .parked)
+        // b waits, but a statement that needs no other backend is not held up behind it.
+        #expect(h.lease("s") == .use(2))
+        _ = h.lease("t")
+        #expect(h.release(2) == .lease(2, to: "t"))
+        #expect(h.release(1) == .lease(1, to: "b"))
+    }
+
+    @Test func holdersAreServedBeforeEarlierWaiters() {
+        var h = PoolHarness(max: 1)
+        _ = h.lease("a")
+        #expect(h.connected(1) == .lease(1, to: "a"))
+        _ = h.lease("b", at: .milliseconds(1))
+        _ = h.lease("c", .opening, at: .milliseconds(2))
+        _ = h.lease("held", .holding, at: .milliseconds(3))
+        #expect(h.pool.reserve == 0)
+        #expect(h.release(1) == .lease(1, to: "held"))
+        #expect(h.release(1) == .lease(1, to: "b"))
+        #expect(h.release(1) == .lease(1, to: "c"))
+    }
+
+    @Test func waitersOfEveryClaimExpireAndCancel() {
+        var h = PoolHarness(max: 2)
+        _ = h.lease("a")
+        _ = h.lease("b", at: .seconds(1))
+        _ = h.connected(1)
+        _ = h.connected(2, at: .seconds(1))
+        _ = h.lease("c", .opening, at: .seconds(2))
+        _ = h.lease("d", .holding, at: .seconds(3))
+        _ = h.lease("e", .opening, at: .seconds(4))
+        #expect(h.pool.waitingCount == 3)
+        #expect(h.pool.waitingOpeningCount == 2)
+        h.cancel("e")
+        #expect(h.pool.waitingOpeningCount == 1)
+        #expect(h.expireWaiters(at: .seconds(8)) == ["d", "c"])
+        #expect(h.pool.waitingCount == 0 && h.pool.waitingOpeningCount == 0)
+    }
+
+    /// Sessions that each need one backend of pool A and one of pool B, taking them in either order (a
+    /// transaction over two shards). Each runs `rounds` transactions; returns how many finished before
+    /// nothing could move any more.
+    func runTwoShardTransactions(sessions: Int, poolSize: Int, rounds: Int, claims: Bool) -> Int {
+        var pools = [PoolHarness(max: poolSize), PoolHarness(max: poolSize)]
+        var nextConnection = 0
+        var pendingConnects: [(pool: Int, count: Int)] = []
+        // Per session: backends held per pool, and which pool it starts from.
+        var held = Array(repeating: [Int?](repeating: nil, count: 2), count: sessions)
+        var waiting = Array(repeating: -1, count: sessions)
+        var done = Array(repeating: 0, count: sessions)
+        var finished = 0
+        func request(_ session: Int, _ pool: Int) {
+            let claim: BackendClaim = !claims ? .single : held[session].contains(where: { $0 != nil }) ? .holding : .opening
+            switch pools[pool].lease("s\(session)", claim) {
+            case .use(let connection): held[session][pool] = connection
+            case .queueAndConnect: pendingConnects.append((pool, 1)); waiting[session] = pool
+            case .queue: waiting[session] = pool
+            }
+        }
+        func give(_ handOff: PoolHarness.Pool.HandOff, pool: Int) {
+            if case .lease(let connection, let waiter) = handOff {
+                let session = Int(waiter.dropFirst())!
+                held[session][pool] = connection
+                waiting[session] = -1
+            }
+        }
+        for session in 0..<sessions { request(session, session % 2) }
+        var progress = true
+        while progress {
+            progress = false
+            while let connect = pendingConnects.popLast() {
+                nextConnection += 1
+                give(pools[connect.pool].connected(nextConnection), pool: connect.pool)
+                progress = true
+            }
+            for session in 0..<sessions where done[session] < rounds && waiting[session] < 0 {
+                let first = session % 2
+                if held[session][first] != nil, held[session][1 - first] == nil {
+                    request(session, 1 - first)
+                    progress = true
+                } else if held[session][0] != nil, held[session][1] != nil {
+                    // Commit: both backends go back.
+                    for pool in 0..<2 {
+                        let connection = held[session][pool]!
+                        held[session][pool] = nil
+                        give(pools[pool].release(connection), pool: pool)
+                    }
+                    done[session] += 1
+                    finished += 1
+                    if done[session] < rounds { request(session, first) }
+                    progress = true
+                }
+            }
+        }
+        return finished
+    }
+
+    @Test func transactionsOverTwoPoolsNeverStarveEachOther() {
+        for (sessions, size) in [(16, 4), (64, 5), (9, 2), (40, 10)] {
+            #expect(self.runTwoShardTransactions(sessions: sessions, poolSize: size, rounds: 5, claims: true) == sessions * 5,
+                    "\(sessions) sessions, pools of \(size)")
+        }
+        // The same workload without claims stalls with every connection held by a session waiting for the
+        // other pool: what the reserve is for.
+        #expect(self.runTwoShardTransactions(sessions: 16, poolSize: 4, rounds: 5, claims: false) < 16 * 5)
     }
 }
 

@@ -30,6 +30,26 @@ import Testing
         #expect(reply.actions.released == [id])
     }
 
+    /// libpq's PQprepare (Parse + Sync) in a transaction that has not reached a shard: answered without a
+    /// backend; the statement goes to the shard of its first Bind, which is the transaction's only one.
+    @Test func aPrepareInATransactionWithoutShardsIsAnsweredHere() {
+        var h = H()
+        h.client(Frames.query("BEGIN"))
+        let prepare = h.client(Frames.parse(Self.keyed, name: "q1"), Frames.sync)
+        #expect(prepare.acquired.isEmpty)
+        #expect(prepare.sentToClient == [.parseComplete, .readyForQuery(.inTransaction)])
+        let actions = h.client(Self.bind("\(H.keyOnS1)", statement: "q1"), Frames.execute(), Frames.sync)
+        #expect(actions.acquired == [.primary(1)])
+        #expect(actions.claims == [.opening])
+        let id = actions.acquiredIDs[0]
+        let written = h.grant(id).written(to: id)
+        guard case .parse(let p)? = written.dropFirst().first else {
+            Issue.record("expected BEGIN then Parse, got \(written)")
+            return
+        }
+        #expect(p.query == Self.keyed)
+    }
+
     @Test func aNamedStatementIsPreparedOnceAndSharedByClientsWithTheSameText() {
         var h = H()
         let parse = Frames.parse(Self.keyed, name: "q1")

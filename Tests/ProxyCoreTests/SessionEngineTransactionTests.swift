@@ -60,6 +60,30 @@ import Testing
         #expect(h.engine.transaction == nil)
     }
 
+    /// What each lease asks of its pool (see PoolStateMachine): a transaction's first backend leaves the
+    /// pool's reserve alone, its second (while it holds the first) may take it.
+    @Test func leasesClaimWhatTheyMayHoldWhileWaiting() {
+        var h = H()
+        let single = h.client(Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS0)"))
+        #expect(single.claims == [.single])
+        h.grant(single.acquiredIDs[0])
+        h.reply(single.acquiredIDs[0], answer(["a"]))
+        h.client(Frames.query("BEGIN"))
+        let first = h.client(Frames.query("UPDATE users SET name = 'x' WHERE id = \(H.keyOnS0)"))
+        #expect(first.claims == [.opening])
+        let a = first.acquiredIDs[0]
+        h.grant(a)
+        h.reply(a, done("BEGIN", status: .inTransaction))
+        h.reply(a, done("UPDATE 1", status: .inTransaction))
+        let second = h.client(Frames.query("UPDATE users SET name = 'y' WHERE id = \(H.keyOnS1)"))
+        #expect(second.claims == [.holding])
+    }
+
+    @Test func membersOfAStatementOverSeveralShardsAreOpening() {
+        var h = H()
+        #expect(h.client(Frames.query("SELECT * FROM users")).claims == [.opening, .opening])
+    }
+
     @Test func aTransactionWritingTwoShardsCommitsInTwoPhases() {
         var h = H()
         h.client(Frames.query("BEGIN"))
