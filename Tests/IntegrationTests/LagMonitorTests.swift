@@ -102,8 +102,13 @@ struct LagMonitorTests {
     @Test func everyServerOfTheClusterIsSampledAndReplicasJoinRotation() async throws {
         let map = try Self.map()
         let running = RunningLagMonitor(map: map)
-        let snapshot = try await running.wait("every replica in rotation") { snapshot in
-            snapshot.shards.allSatisfy { $0.primary.healthy && $0.replicas.allSatisfy(\.inRotation) }
+        // While other tests write, a replica's first samples can be behind the primary with neither a
+        // replayed commit's timestamp nor an earlier primary sample to bound its age (lagMs unknown); the
+        // next samples give one.
+        let snapshot = try await running.wait("every replica in rotation, its lag measured") { snapshot in
+            snapshot.shards.allSatisfy { shard in
+                shard.primary.healthy && shard.replicas.allSatisfy { $0.inRotation && $0.lagBytes != nil && $0.lagMs != nil }
+            }
         }
         await running.stop()
         #expect(snapshot.shards.map(\.name) == map.shards.map(\.name))
