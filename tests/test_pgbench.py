@@ -136,3 +136,31 @@ def test_pgbench_sharded_by_aid_select_only_and_tpcb(sharded_bench_proxy, mode):
     assert b0 == b1 == t0 == t1 == a0 + a1 == h0 + h1, sums
     for p in primaries:
         assert p.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+
+
+MIXED_TRANSACTION = """\\set aid random(1, 100000)
+\\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT count(*) FROM pgbench_accounts WHERE abalance > 100000;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid + 1;
+END;
+"""
+MIXED_SCAN = "SELECT sum(abalance) FROM pgbench_accounts WHERE bid = 1;\n"
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended"])
+def test_pgbench_mixed_fan_out_and_transactions_share_a_small_pool(sharded_bench_proxy, tmp_path, mode):
+    """64 clients on a pool of 10 mixing transactions that write one shard and then read every shard,
+    autocommit reads of every shard, and keyed reads. A read over both shards by a session holding nothing
+    takes one shard's backend, then the other's: before, two such reads (or a read and a transaction)
+    each held one shard while waiting for the other, and clients got checkout timeouts."""
+    proxy, primaries = sharded_bench_proxy
+    transaction, scan = tmp_path / "transaction.sql", tmp_path / "scan.sql"
+    transaction.write_text(MIXED_TRANSACTION)
+    scan.write_text(MIXED_SCAN)
+    out = pgbench(proxy, "-n", "-M", mode, "-c", "64", "-j", "4", "-T", "8", "-f", f"{transaction}@5",
+                  "-f", f"{scan}@1", "-S", timeout=80)
+    check_run(out)
+    for p in primaries:
+        assert p.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)

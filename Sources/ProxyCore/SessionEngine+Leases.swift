@@ -107,7 +107,7 @@ extension SessionEngine {
     }
 
     /// The lease of `choice`, creating (and acquiring) it if new. `grouped`: one member of a statement
-    /// over several shards.
+    /// over several shards, acquired by `acquireDeferred`.
     mutating func lease(for choice: Choice, grouped: Bool = false) -> LeaseID {
         switch choice {
         case .existing(let id):
@@ -115,15 +115,33 @@ extension SessionEngine {
         case .new(let target):
             let id = self.nextLeaseID
             self.nextLeaseID += 1
-            // Whoever may hold this backend while waiting for another must not take a pool's reserve;
-            // whoever already holds one gets it (see PoolStateMachine).
-            let claim: BackendClaim = self.leases.contains(where: \.isAttached) ? .holding
-                : self.transaction != nil || grouped ? .opening : .single
             var lease = Lease(id: id, target: target)
             lease.participant = self.transaction != nil
+            lease.acquireLater = grouped
             self.leases.append(lease)
-            self.emit(.acquire(id, target, claim))
+            if !grouped {
+                // Whoever may hold this backend while waiting for another must not take a pool's reserve;
+                // whoever already holds one gets it (see PoolStateMachine).
+                let claim: BackendClaim = self.leases.contains(where: \.isAttached) ? .holding
+                    : self.transaction != nil ? .opening : .single
+                self.emit(.acquire(id, target, claim))
+            }
             return id
+        }
+    }
+
+    /// Asks the pools for deferred group members. A session holding no backend takes them one at a time
+    /// (the first as `.opening`), and the rest once it holds one (as `.holding`): two statements over the
+    /// same shards never each hold one shard's backend while waiting for the other's, and only a session
+    /// that really holds a backend may use a pool's reserve.
+    mutating func acquireDeferred() {
+        guard self.leases.contains(where: \.acquireLater) else { return }
+        let holding = self.leases.contains(where: \.isAttached)
+        if !holding, self.leases.contains(where: { !$0.isAttached && !$0.acquireLater }) { return }
+        for i in self.leases.indices where self.leases[i].acquireLater {
+            self.leases[i].acquireLater = false
+            self.emit(.acquire(self.leases[i].id, self.leases[i].target, holding ? .holding : .opening))
+            if !holding { return }
         }
     }
 
@@ -151,6 +169,7 @@ extension SessionEngine {
         for (index, id) in members.enumerated() {
             if let i = self.index(of: id) { self.leases[i].member = index }
         }
+        self.acquireDeferred()
         self.groupAnswered = false
         self.group = Group(members: members, combiner: combiner)
         return members
@@ -170,7 +189,7 @@ extension SessionEngine {
     /// Writes `op` to the lease now if it is attached, else when it is.
     mutating func enqueue(_ op: Queued, to id: LeaseID, current: Bool = false) {
         guard let i = self.index(of: id) else { return }
-        if self.leases[i].isAttached, self.leases[i].after == nil {
+        if self.leases[i].isAttached, self.leases[i].after == nil, self.leases[i].gate.isEmpty {
             self.perform(op, at: i, current: current)
         } else {
             self.leases[i].queued.append(op)
@@ -335,7 +354,8 @@ extension SessionEngine {
             self.perform(.bytes(Self.query(begin, allocator: self.allocator), [.init(.query, .swallow)]), at: i, current: false)
             self.leases[i].status = .inTransaction
         }
-        if self.leases[i].after == nil { self.performQueued(at: i) }
+        if self.leases[i].after == nil, self.leases[i].gate.isEmpty { self.performQueued(at: i) }
+        self.acquireDeferred()
         self.settle(context: &context)
     }
 
@@ -350,16 +370,28 @@ extension SessionEngine {
     /// A write over several shards goes to them one after another, in shard order: each member's messages
     /// wait until the member before it answered them. Two such writes (or a reference-table write, whose
     /// rows are on every shard) then take their row locks in the same shard order and never wait for each
-    /// other across shards, where no PostgreSQL deadlock detector would see the cycle.
+    /// other across shards, where no PostgreSQL deadlock detector would see the cycle. Nothing is written
+    /// before every member has its backend: a session that took a row lock on one shard and then waited
+    /// for a pool slot of another could wait for ever for sessions that wait for that lock.
     mutating func orderWrites(_ members: [LeaseID]) {
         for (index, id) in members.enumerated() where index > 0 {
             if let i = self.index(of: id) { self.leases[i].after = members[index - 1] }
+        }
+        if let first = members.first, let i = self.index(of: first) {
+            self.leases[i].gate = members.dropFirst().filter { id in self.index(of: id).map { !self.leases[$0].isAttached } ?? false }
         }
     }
 
     /// Leases whose predecessor (`after`) answered everything are written to now. True if any was.
     mutating func releaseOrdered() -> Bool {
         var released = false
+        for i in self.leases.indices where !self.leases[i].gate.isEmpty {
+            let gate = self.leases[i].gate
+            guard gate.allSatisfy({ id in self.index(of: id).map { self.leases[$0].isAttached } ?? true }) else { continue }
+            self.leases[i].gate = []
+            if self.leases[i].isAttached, self.leases[i].after == nil { self.performQueued(at: i) }
+            released = true
+        }
         for i in self.leases.indices {
             guard let after = self.leases[i].after else { continue }
             if let blocker = self.leases.first(where: { $0.id == after }), blocker.after != nil || blocker.isBusy {
@@ -390,6 +422,7 @@ extension SessionEngine {
         self.leases.remove(at: i)
         if lease.participant, self.transaction != nil { self.transaction?.failedLocally = true }
         self.answerFailure(error, for: owed, member: lease.member)
+        self.acquireDeferred()
         self.settle(context: &context)
     }
 
@@ -498,6 +531,7 @@ extension SessionEngine {
             self.flushDeferred()
             if self.transaction == nil { self.touched = [] }
         }
+        self.acquireDeferred()
         if self.draining, !self.closed, self.transaction == nil, self.isIdle, self.held.isEmpty {
             self.close(ProxyErrors.shuttingDown)
         }

@@ -133,6 +133,12 @@ public struct SessionEngine {
         /// Writes wait (in `queued`) until lease `after` has answered everything: a write over several
         /// shards takes them one after another in shard order (`orderWrites`).
         var after: LeaseID?
+        /// The first member of such a write waits (in `queued`) until these members are attached too: it
+        /// takes no row lock while the session still waits for a pool slot of another shard.
+        var gate: [LeaseID] = []
+        /// Not asked of its pool yet: a member of a group over several shards that waits until the session
+        /// holds a backend (`acquireDeferred`).
+        var acquireLater = false
 
         var isAttached: Bool { self.backend != nil }
         var isBusy: Bool { !self.tracker.isEmpty || self.queued.contains(where: \.isAnswered) }

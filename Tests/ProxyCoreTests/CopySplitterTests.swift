@@ -75,9 +75,11 @@ import Testing
     @Test func copyWithAColumnListSplitsTheDataOverEveryShard() throws {
         var h = H()
         let copy = Frames.query("COPY users (id, name) FROM STDIN")
-        let ids = h.client(copy).acquiredIDs
+        // One shard's backend first, the other's once the session holds it (acquireDeferred).
+        var ids = h.client(copy).acquiredIDs
+        ids += h.grant(ids[0]).acquiredIDs
+        h.grant(ids[1])
         #expect(ids.map { h.targets[$0]! } == [.primary(0), .primary(1)])
-        for id in ids { h.grant(id) }
         h.begun(ids)
         let response = BackendMessage.copyInResponse(CopyResponse(overallFormat: 0, columnFormats: [0, 0]))
         #expect(h.reply(ids[0], [response]).client == [response])
@@ -105,10 +107,11 @@ import Testing
         // The question ran outside a transaction, so its lease goes back; the COPY runs in the transaction
         // ShardGate opens around it, on a lease per shard.
         #expect(h.log.released.contains(ids[0]))
+        var both = answer.actions.acquiredIDs
+        both += h.grant(both[0]).acquiredIDs
+        h.grant(both[1])
         #expect(h.log.acquired.count == 3)
-        let both = answer.actions.acquiredIDs
         #expect(both.map { h.targets[$0]! } == [.primary(0), .primary(1)])
-        for id in both { h.grant(id) }
         h.client(frame(.copyData(ByteBuffer(string: "a\t\(H.keyOnS1)\n"))), Frames.copyDone)
         let member = both.first { h.targets[$0]?.shard == 1 }!
         #expect(h.log.written(to: member).contains(.copyData(ByteBuffer(string: "a\t\(H.keyOnS1)\n"))))

@@ -79,9 +79,32 @@ import Testing
         #expect(second.claims == [.holding])
     }
 
-    @Test func membersOfAStatementOverSeveralShardsAreOpening() {
+    /// A write over several shards takes no row lock on the first before the session holds every backend
+    /// it needs: waiting for a pool slot while holding a lock others wait for could never end.
+    @Test func aWriteOverSeveralShardsStartsOnceEveryMemberHasItsBackend() {
         var h = H()
-        #expect(h.client(Frames.query("SELECT * FROM users")).claims == [.opening, .opening])
+        h.client(Frames.query("BEGIN"))
+        let a = h.client(Frames.query("UPDATE users SET name = 'x' WHERE id = \(H.keyOnS0)")).acquiredIDs[0]
+        h.grant(a)
+        h.reply(a, done("BEGIN", status: .inTransaction))
+        h.reply(a, done("UPDATE 1", status: .inTransaction))
+        let insert = h.client(Frames.query("INSERT INTO countries VALUES ('fr', 'France')"))
+        #expect(insert.claims == [.holding])
+        #expect(insert.written(to: a).isEmpty)
+        let b = insert.acquiredIDs[0]
+        let granted = h.grant(b)
+        #expect(granted.written(to: a).compactMap(\.queryText) == ["INSERT INTO countries VALUES ('fr', 'France')"])
+    }
+
+    /// A statement over several shards by a session holding no backend asks for one member, then (holding
+    /// it) for the others, so two such statements never hold one shard each while waiting for the other.
+    @Test func membersOfAStatementOverSeveralShardsAreAcquiredOneThenTheRest() {
+        var h = H()
+        let first = h.client(Frames.query("SELECT * FROM users"))
+        #expect(first.claims == [.opening])
+        let second = h.grant(first.acquiredIDs[0])
+        #expect(second.claims == [.holding])
+        #expect(Set([first.acquiredIDs[0], second.acquiredIDs[0]].map { h.targets[$0]!.shard }) == [0, 1])
     }
 
     @Test func aTransactionWritingTwoShardsCommitsInTwoPhases() {
