@@ -12,6 +12,7 @@ import datetime
 import decimal
 import random
 import threading
+import urllib.parse
 import uuid
 
 import asyncpg
@@ -173,3 +174,82 @@ def test_an_execute_with_a_row_limit_over_several_shards(sharded):
         answer = raw.read_until_ready()
         assert [m.type for m in answer] == [b"1", b"2", b"D", b"D", b"D", b"C", b"Z"]
         assert answer[-2].payload == b"SELECT 3\x00"
+
+
+def test_sql_level_prepare_execute_deallocate(sharded):
+    """SQL-level PREPARE/EXECUTE/DEALLOCATE as psql users and ORMs send them: EXECUTE runs on the shard owning
+    the key among its arguments (the owner's primary for a write, its replica for a read), types declared
+    in PREPARE apply, and mistakes get PostgreSQL's errors while the session goes on."""
+    proxy, table, primaries = sharded
+    with proxy.connect() as c:
+        c.execute(f"PREPARE ins (bigint, text, numeric) AS INSERT INTO {table} (id, name, n) VALUES ($1, $2, $3)")
+        for key in range(1, 41):
+            c.execute(f"EXECUTE ins({key}, 'it''s {key}', '{key}.5')")
+        c.execute(f"PREPARE one AS SELECT name, n, inet_server_port(), pg_is_in_recovery() FROM {table} WHERE id = $1")
+        where = {}
+        for key in range(1, 41):
+            # Until the replica has replayed the writes the read goes to the primary; wait for the answer.
+            name, n, port, standby = c.execute(f"EXECUTE one({key})").fetchone()
+            assert (name, n) == (f"it's {key}", decimal.Decimal(f"{key}.5"))
+            where[key] = port
+        shard_ports = {}
+        for shard, p in zip(proxy.map["shards"], primaries):
+            for (key,) in p.execute(f"SELECT id FROM {table}").fetchall():
+                shard_ports[key] = shard
+        for key, port in where.items():
+            owner = shard_ports[key]
+            allowed = {urllib.parse.urlsplit(u).port for u in [owner["primary"], *owner.get("replicas", [])]}
+            assert port in allowed, (key, port, allowed)
+        # A text prepared over all shards: the fan-out merge applies to EXECUTE as to the text itself.
+        c.execute(f"PREPARE total AS SELECT count(*), sum(n) FROM {table} WHERE id > $1")
+        assert c.execute("EXECUTE total(20)").fetchone() == (20, sum(decimal.Decimal(f"{k}.5") for k in range(21, 41)))
+        with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
+            c.execute("PREPARE one AS SELECT 1")
+        with pytest.raises(psycopg.errors.SyntaxError, match="wrong number of parameters"):
+            c.execute("EXECUTE one(1, 2)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="constant"):
+            c.execute("EXECUTE one(id)")
+        c.execute("DEALLOCATE one")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            c.execute("EXECUTE one(1)")
+        c.execute("DEALLOCATE ALL")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            c.execute("EXECUTE ins(99, 'x', 1)")
+        # Not transactional, as in PostgreSQL: a PREPARE in a rolled-back transaction stays.
+        with c.transaction(force_rollback=True):
+            c.execute(f"PREPARE later AS SELECT name FROM {table} WHERE id = $1")
+        assert c.execute("EXECUTE later(7)").fetchone() == ("it's 7",)
+    _check_placement(proxy, table, primaries, 40)
+
+
+def test_psycopg3_deallocates_and_prepares_its_names_again(sharded):
+    """psycopg 3 evicts statements past prepared_max (a protocol Close with libpq >= 17, `DEALLOCATE _pg3_N`
+    before) and, after a ROLLBACK, sends `DEALLOCATE ALL` and prepares the same texts again under new names.
+    DEALLOCATE ALL must drop the client's names and nothing on the shared backends (which other clients'
+    statements live on), in simple protocol and in pipeline mode: every answer stays the right one."""
+    proxy, table, primaries = sharded
+    with proxy.connect() as c:
+        c.cursor().executemany(f"INSERT INTO {table} (id, name) VALUES (%s, %s)", [(k, f"r{k}") for k in range(1, 31)])
+
+    def worker(k: int) -> None:
+        with proxy.connect(autocommit=False, prepare_threshold=0) as c:
+            c.prepared_max = 3
+            for round in range(3):
+                # Six shapes through a cache of three: evictions send DEALLOCATE _pg3_N.
+                for shape in range(6):
+                    key = (k + shape + round) % 30 + 1
+                    got = c.execute(f"SELECT name, {shape}::int FROM {table} WHERE id = %s", (key,)).fetchone()
+                    assert got == (f"r{key}", shape), (k, round, shape, got)
+                # A ROLLBACK makes psycopg forget every name (DEALLOCATE ALL) and reuse _pg3_0 for a new text.
+                c.execute(f"SELECT name FROM {table} WHERE id = %s", (k,))
+                c.rollback()
+            with c.pipeline():
+                for shape in range(6):
+                    key = (k + shape) % 30 + 1
+                    cur = c.execute(f"SELECT name, {shape} + 100 FROM {table} WHERE id = %s", (key,))
+                    assert cur.fetchone() == (f"r{key}", shape + 100)
+                c.rollback()
+            assert c.execute(f"SELECT name FROM {table} WHERE id = %s", (5,)).fetchone() == ("r5",)
+
+    errors = run_threads(lambda i: worker(i + 1), 8, timeout=50)
+    assert not errors, errors[:3]

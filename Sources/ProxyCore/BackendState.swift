@@ -33,6 +33,11 @@ public final class BackendState {
         self.statements.remove(id)
     }
 
+    /// Forgets every statement (DISCARD ALL deallocated them).
+    public func removeAllStatements() {
+        self.statements = PreparedStatementLRU(limit: self.statements.limit)
+    }
+
     /// The backend-side name of catalog statement `id`.
     public static func statementName(_ id: Int) -> String { "sg_\(id)" }
 }

@@ -222,6 +222,15 @@ extension SessionEngine {
         if let transaction = self.transaction, transaction.failedLocally {
             return self.refuse(ProxyErrors.transactionAborted, simpleQuery: true)
         }
+        if analysis.statements.count == 1, let command = analysis.statements[0].preparedCommand {
+            return self.preparedCommand(command, sql: sql, context: &context)
+        }
+        return self.route(frame, sql: sql, analysis: analysis, context: &context, current: current)
+    }
+
+    /// Sends query `frame` (text `sql`, analyzed) where its plan says, or answers why it cannot go.
+    mutating func route(_ frame: PGFrame, sql: String, analysis: SQLAnalysis, context: inout RoutingContext,
+                        current: Bool) -> Bool {
         let plan: RoutePlan
         do {
             plan = try RoutePlanner.plan(analysis, map: context.map)
@@ -260,6 +269,11 @@ extension SessionEngine {
         self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
                           primary: self.leases.first { $0.id == id }?.target.isPrimary ?? true, context: context)
         self.enqueue(.frame(frame, .init(.query, .relay)), to: id, current: current)
+        if analysis.statements.count == 1, analysis.statements[0].discardsAll, self.transaction == nil {
+            // DISCARD ALL deallocates every prepared statement, on the backend and in the client's session.
+            self.deallocate(nil, context: &context)
+            self.enqueue(.forgetStatements, to: id)
+        }
         return true
     }
 

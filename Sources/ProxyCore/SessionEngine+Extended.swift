@@ -105,6 +105,13 @@ extension SessionEngine {
         if let transaction = self.transaction, transaction.failedLocally {
             return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
         }
+        if analysis.statements.count == 1, case .deallocate(let name)? = analysis.statements[0].preparedCommand {
+            // psycopg's DEALLOCATE in pipeline mode: done at the portal's Execute, as the simple query is.
+            guard self.answerHeldLocally(), self.answer([.bindComplete]) else { return false }
+            self.portals[bind.portal] = nil
+            self.localPortals[bind.portal] = .deallocate(name)
+            return true
+        }
         let plan: RoutePlan
         do {
             plan = try RoutePlanner.plan(analysis, map: context.map,

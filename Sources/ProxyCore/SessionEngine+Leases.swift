@@ -250,6 +250,9 @@ extension SessionEngine {
             }
             self.noteWritten(FrontendMessageID.parse.rawValue, at: i)
             self.emit(.write(id, out))
+        case .forgetStatements:
+            self.leases[i].backend?.removeAllStatements()
+            self.leases[i].unnamedValid = false
         case .local(let bytes):
             self.leases[i].tracker.append(.init(.local, .relay))
             self.leases[i].localAnswers.append(bytes)
@@ -416,7 +419,7 @@ extension SessionEngine {
             case .bytes(_, let expected): owed += expected.map { .answer($0) }
             case .prepare(_, _, let disposition): owed.append(.answer(.init(.parse, disposition)))
             case .local(let bytes): owed.append(.local(bytes))
-            case .statement, .unnamed: break
+            case .statement, .unnamed, .forgetStatements: break
             }
         }
         self.leases.remove(at: i)

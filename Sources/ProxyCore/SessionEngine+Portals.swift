@@ -9,6 +9,8 @@ extension SessionEngine {
     enum LocalPortal: Equatable {
         case begin(String, readOnly: Bool)
         case end(commit: Bool)
+        /// DEALLOCATE name, or DEALLOCATE ALL (`nil`).
+        case deallocate(String?)
     }
 
     mutating func describe(_ frame: PGFrame, context: inout RoutingContext, current: Bool) -> Bool {
@@ -131,6 +133,17 @@ extension SessionEngine {
                 guard self.answer([.commandComplete(tag)]) else { return false }
                 self.finishTransaction(committed: false, now: .now())
             }
+        case .deallocate(let statement):
+            if self.clientStatus == .failedTransaction {
+                self.localPortals[name] = nil
+                return self.refuse(ProxyErrors.transactionAborted, simpleQuery: false)
+            }
+            if let error = self.deallocationError(statement) {
+                self.localPortals[name] = nil
+                return self.refuse(error, simpleQuery: false)
+            }
+            guard self.answer([.commandComplete(statement == nil ? "DEALLOCATE ALL" : "DEALLOCATE")]) else { return false }
+            self.deallocate(statement, context: &context)
         }
         self.localPortals[name] = nil
         return true

@@ -84,6 +84,8 @@ public struct SessionEngine {
         case prepare(Int, StatementCatalog.Key, ResponseTracker.Disposition)
         /// An answer ShardGate gives itself, in order after what was written before it.
         case local(ByteBuffer)
+        /// The statement written before deallocated every prepared statement of the backend (DISCARD ALL).
+        case forgetStatements
     }
 
     /// How the client's transaction-ending statement on a participant ends it.
@@ -202,6 +204,8 @@ public struct SessionEngine {
     var waiting: [PGFrame] = []
     var waitingHead = 0
     var statements: [String: ClientStatement] = [:]
+    /// SQL-level prepared statements (PREPARE), by name.
+    var sqlStatements: [String: SQLPrepared] = [:]
     var portals: [String: Source] = [:]
     var localPortals: [String: LocalPortal] = [:]
     /// Portals over several shards executed with a row limit (they cannot be fetched from again).
@@ -313,7 +317,7 @@ extension SessionEngine.Queued {
     var isAnswered: Bool {
         switch self {
         case .frame(_, let expected): return expected != nil
-        case .statement, .unnamed: return false
+        case .statement, .unnamed, .forgetStatements: return false
         case .bytes(_, let expected): return !expected.isEmpty
         case .prepare, .local: return true
         }

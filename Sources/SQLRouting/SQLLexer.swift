@@ -227,7 +227,7 @@ enum SQLLexer {
     }
 
     /// PostgreSQL 15 numbers: `digits[.digits][e[+-]digits]`, `.digits[...]`; `1..2` is `1` then `..`.
-    private static func skipNumber(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
+    static func skipNumber(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
         let n = b.count
         var i = from
         while i < n, isDigit(b[i]) { i += 1 }

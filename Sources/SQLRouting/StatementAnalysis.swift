@@ -139,6 +139,10 @@ public struct StatementAnalysis: Sendable, Hashable {
     public var runsOutsideTransaction = false
     /// `COPY ... FROM STDIN` into a sharded table: how to find each row's key in the data.
     public var copyIn: CopyInFormat?
+    /// SQL-level PREPARE, EXECUTE or DEALLOCATE, which ShardGate runs itself.
+    public var preparedCommand: SQLPreparedCommand?
+    /// `DISCARD ALL`: the backend drops its prepared statements (and the client's are gone).
+    public var discardsAll = false
     /// The statement calls set_config(), which can change session state no ParameterStatus reports.
     public var callsSetConfig = false
     /// The statement creates something that lives as long as the session, not the transaction: a temporary

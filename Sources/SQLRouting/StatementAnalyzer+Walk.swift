@@ -314,7 +314,8 @@ extension StatementAnalyzer {
         return readsSharded && !correlated ? shape : []
     }
 
-    private static let aggregateNames: Set<String> = [
+    /// PostgreSQL's built-in aggregates.
+    static let aggregateNames: Set<String> = [
         "count", "sum", "avg", "min", "max", "array_agg", "string_agg", "bool_and", "bool_or", "every",
         "bit_and", "bit_or", "bit_xor", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg", "xmlagg",
         "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp", "covar_pop", "covar_samp", "corr",

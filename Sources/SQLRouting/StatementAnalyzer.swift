@@ -48,6 +48,8 @@ struct StatementAnalyzer {
         guard let (typeKey, body) = tree.node(statement) else { return analysis }
         let type = tree.string(typeKey)
         analysis.kind = analyzeStatement(type: type, body: body, top: true)
+        analysis.preparedCommand = preparedCommand(type: type, body: body)
+        analysis.discardsAll = type == "DiscardStmt" && tree.string(body, "target") == "DISCARD_ALL"
         recordKeySubLinkShapes()
         if type == "DeclareCursorStmt", let options = tree.int(body, "options"), options & Self.cursorOptionHold != 0 {
             analysis.createsSessionObject = true
@@ -141,9 +143,10 @@ struct StatementAnalyzer {
             // FETCH reads from one backend's portal: a cursor cannot span shards.
             analysis.singleShardOnly = "a cursor over several shards"
             return .read
-        case "PrepareStmt", "ExecuteStmt":
-            analysis.unsupported = "SQL-level PREPARE/EXECUTE (the prepared statement cannot be routed); "
-                + "use the extended query protocol, or a /* shard: name */ comment"
+        case "PrepareStmt", "ExecuteStmt", "DeallocateStmt":
+            // Kept by ShardGate itself (`SQLPreparedCommand`) when it is a simple query string of its own.
+            analysis.unsupported = "SQL-level PREPARE, EXECUTE or DEALLOCATE inside another statement, in a query "
+                + "string with other statements, or through the extended query protocol; send it as a query of its own"
             return .utility(type)
         case "DoStmt", "CallStmt":
             analysis.unsupported = (type == "DoStmt" ? "DO blocks" : "CALL")
