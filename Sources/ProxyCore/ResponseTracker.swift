@@ -26,14 +26,19 @@ public struct ResponseTracker: Sendable {
         public var kind: Kind
         /// What to do with the answer's messages.
         public var disposition: Disposition
+        /// The text the backend runs is not the client's (EXECUTE substituted): an error's cursor position
+        /// would point into text the client never wrote, so it is dropped. (Before `statement`: the entry
+        /// stays 16 bytes.)
+        public var hidesPosition: Bool
         /// For a Parse ShardGate injected: the catalog id of the statement it prepares (-1 otherwise), so
         /// that a failed Parse is forgotten by the backend's statement cache.
         public var statement: Int
 
-        public init(_ kind: Kind, _ disposition: Disposition, statement: Int = -1) {
+        public init(_ kind: Kind, _ disposition: Disposition, statement: Int = -1, hidesPosition: Bool = false) {
             self.kind = kind
             self.disposition = disposition
             self.statement = statement
+            self.hidesPosition = hidesPosition
         }
 
         public var isExtended: Bool {

@@ -9,6 +9,7 @@ extension SessionEngine {
     /// without calling this while `BackendStep.relayRows` says so). Says whether the caller relays it.
     public mutating func backendMessage(_ id: LeaseID, type: UInt8, payload: ByteBuffer,
                                         context: inout RoutingContext) -> BackendStep {
+        var payload = payload
         guard let i = self.index(of: id) else { return BackendStep(disposition: .swallow, relayRows: false) }
         let head = self.leases[i].tracker.first
         let step = self.leases[i].tracker.receive(type)
@@ -39,6 +40,18 @@ extension SessionEngine {
                     self.sendToClient([.noticeResponse(fields.withSeverity("WARNING"))])
                 }
             } else {
+                if head?.hidesPosition == true, let fields, fields[.position] != nil {
+                    let hidden = ErrorNoticeFields(fields: fields.fields.filter { $0.0 != ErrorNoticeFields.Code.position.rawValue })
+                    if disposition == .relay {
+                        self.sendToClient([.errorResponse(hidden)])
+                        disposition = .swallow
+                    } else {
+                        var out = self.allocator.buffer(capacity: payload.readableBytes)
+                        BackendMessage.errorResponse(hidden).encode(into: &out)
+                        out.moveReaderIndex(forwardBy: 5)
+                        payload = out
+                    }
+                }
                 self.leases[i].sawError = true
                 if step.completed?.kind == .execute || step.completed.map({ $0.kind != .query && $0.kind != .sync
                     && $0.kind != .functionCall }) == true {

@@ -268,7 +268,7 @@ extension SessionEngine {
         self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
         self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
                           primary: self.leases.first { $0.id == id }?.target.isPrimary ?? true, context: context)
-        self.enqueue(.frame(frame, .init(.query, .relay)), to: id, current: current)
+        self.enqueue(.frame(frame, .init(.query, .relay, hidesPosition: self.substituting)), to: id, current: current)
         if analysis.statements.count == 1, analysis.statements[0].discardsAll, self.transaction == nil {
             // DISCARD ALL deallocates every prepared statement, on the backend and in the client's session.
             self.deallocate(nil, context: &context)

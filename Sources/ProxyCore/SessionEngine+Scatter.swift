@@ -54,7 +54,7 @@ extension SessionEngine {
                 bytes = out
             }
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
-            self.enqueue(.bytes(bytes, [.init(.query, .combine)]), to: member)
+            self.enqueue(.bytes(bytes, [.init(.query, .combine, hidesPosition: self.substituting)]), to: member)
         }
         return true
     }
@@ -127,7 +127,7 @@ extension SessionEngine {
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
             let text = filtered?[shards[index]].map { Self.query($0, allocator: self.allocator) }
-            self.enqueue(.bytes(text ?? bytes, [.init(.query, .combine)]), to: member)
+            self.enqueue(.bytes(text ?? bytes, [.init(.query, .combine, hidesPosition: self.substituting)]), to: member)
         }
         return true
     }

@@ -7,6 +7,11 @@ import Testing
 @Suite struct ResponseTrackerTests {
     static func id(_ id: BackendMessageID) -> UInt8 { id.rawValue }
 
+    /// Every in-flight message has one entry: they stay two words.
+    @Test func anEntryIsSixteenBytes() {
+        #expect(MemoryLayout<ResponseTracker.Expected>.stride == 16)
+    }
+
     @Test func aQueryEndsAtReadyForQueryNotAtItsErrors() {
         var tracker = ResponseTracker()
         tracker.append(.init(.query, .relay))

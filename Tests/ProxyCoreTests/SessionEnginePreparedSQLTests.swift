@@ -28,9 +28,18 @@ import Testing
         let reply = h.reply(id, answer(["a"]))
         #expect(reply.relayed == answer(["a"]))
 
-        // Another key, another shard; the statement is still there.
+        // Another key, another shard; the statement is still there. The server's cursor position points
+        // into the substituted text, which the client never wrote: it is dropped, the rest is relayed.
         let again = h.client(Frames.query("execute BYID ( \(H.keyOnS0) )"))
         #expect(again.acquired == [BackendTarget(shard: 0, replica: 0)])
+        let otherID = again.acquiredIDs[0]
+        h.grant(otherID)
+        let located = ErrorNoticeFields(severity: "ERROR", sqlState: "42P01", message: "relation \"users\" does not exist",
+                                        position: 18)
+        let failed = h.reply(otherID, [.errorResponse(located), .readyForQuery(.idle)])
+        #expect(failed.actions.sentToClient == [.errorResponse(ErrorNoticeFields(
+            severity: "ERROR", sqlState: "42P01", message: "relation \"users\" does not exist"))])
+        #expect(failed.relayed == [.readyForQuery(.idle)])
     }
 
     @Test func declaredTypesCastTheArgumentsAndWritesGoToThePrimary() {
