@@ -253,3 +253,58 @@ def test_psycopg3_deallocates_and_prepares_its_names_again(sharded):
 
     errors = run_threads(lambda i: worker(i + 1), 8, timeout=50)
     assert not errors, errors[:3]
+
+
+def test_a_batch_over_several_shards_then_one_keeps_every_answer(sharded):
+    """One extended-protocol batch (no Sync between): a read over both shards, a keyed read, a write over
+    both shards, a keyed read. Each answer arrives, in order, and the write is there for the read after it."""
+    proxy, table, primaries = sharded
+    with proxy.connect() as c:
+        c.cursor().executemany(f"INSERT INTO {table} (id, name, score) VALUES (%s, %s, 1)",
+                               [(k, f"r{k}") for k in range(1, 41)])
+    with contextlib.closing(proxy.raw_login()) as raw:
+        raw.send(pgraw.extended(f"SELECT count(*) FROM {table} WHERE name LIKE $1", ("r%",))
+                 + pgraw.extended(f"SELECT name FROM {table} WHERE id = $1", (5,))
+                 + pgraw.extended(f"UPDATE {table} SET score = score + $1", (2,))
+                 + pgraw.extended(f"SELECT score FROM {table} WHERE id = $1", (7,))
+                 + pgraw.SYNC)
+        answer = raw.read_until_ready()
+        assert pgraw.errors(answer) == []
+        assert [m.type for m in answer] == [b"1", b"2", b"D", b"C"] * 2 + [b"1", b"2", b"C"] + [b"1", b"2", b"D", b"C", b"Z"]
+        assert pgraw.data_rows(answer) == [["40"], ["r5"], ["3"]]
+        assert [m.payload.rstrip(b"\0") for m in answer if m.type == b"C"][2] == b"UPDATE 40"
+        assert answer[-1].payload == b"I"
+
+
+def test_an_extended_write_over_several_shards_is_atomic(sharded):
+    """A keyless UPDATE through the extended protocol outside a transaction that fails on one shard (a CHECK
+    only that shard's rows violate) changes no shard; the same without the violation changes both, in one
+    two-phase commit."""
+    proxy, table, primaries = sharded
+    with proxy.connect() as c:
+        c.execute(f"ALTER TABLE {table} ADD CHECK (score >= 0)")
+        c.cursor().executemany(f"INSERT INTO {table} (id, name, score) VALUES (%s, %s, 5)",
+                               [(k, f"r{k}") for k in range(1, 41)])
+    primaries[1].execute(f"UPDATE {table} SET score = 0")   # only s1's rows would go negative
+
+    def scores():
+        return [p.execute(f"SELECT min(score), max(score), count(*) FROM {table}").fetchone() for p in primaries]
+
+    before = scores()
+    assert before[0][:2] == (5, 5) and before[1][:2] == (0, 0) and before[0][2] + before[1][2] == 40
+    with proxy.connect() as c:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute(f"UPDATE {table} SET score = score - %s", (1,))
+        assert scores() == before, "the shard without the violation must not keep its part"
+        # In a pipeline the batch goes on to another shard before its Sync: still all or nothing.
+        with pytest.raises(psycopg.errors.CheckViolation):
+            with c.pipeline():
+                c.execute(f"UPDATE {table} SET score = score - %s", (1,))
+                c.execute(f"SELECT name FROM {table} WHERE id = %s", (3,))
+        assert scores() == before
+        cur = c.execute(f"UPDATE {table} SET score = score + %s", (1,))
+        assert cur.rowcount == 40
+    after = scores()
+    assert after[0][:2] == (6, 6) and after[1][:2] == (1, 1)
+    for p in primaries:
+        assert p.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)

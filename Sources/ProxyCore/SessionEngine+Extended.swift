@@ -172,9 +172,13 @@ extension SessionEngine {
             return self.refuse(Self.error(error), simpleQuery: false)
         }
         guard self.isReadyForGroup(shards) else { return false }
+        // A write outside a transaction runs in one ShardGate opens around it, committed (two-phase when
+        // several shards wrote) when the batch ends: at the client's Sync, or when it moves to another backend.
+        let atomic = self.beginImplicitTransaction(plan: plan, analysis: analysis)
         let members = self.makeGroup(shards, primary: plan.needsPrimary || plan.isWrite,
                                      rows: Self.answersOnce(analysis) ? .firstShard : .concatenate,
-                                     isWrite: plan.isWrite, context: &context)
+                                     isWrite: plan.isWrite && self.transaction == nil, context: &context)
+        if atomic { self.group?.combiner.holdsReadyForQuery = true }
         if plan.isWrite { self.orderWrites(members) }
         self.sendHeld(to: members)
         let bytes: ByteBuffer

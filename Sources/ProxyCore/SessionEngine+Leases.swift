@@ -305,6 +305,21 @@ extension SessionEngine {
 
     /// Ends an open batch on `source` with a Sync whose ReadyForQuery the client does not see.
     mutating func closeBatch(_ source: Source) {
+        if source == .group, self.group?.combiner.isComplete == false {
+            // The group's answers are still coming: its Sync's ReadyForQuery completes the group, and the
+            // combiner holds it back (the client's own Sync answers later). A write ShardGate wrapped in a
+            // transaction commits then.
+            self.group?.combiner.holdsReadyForQuery = true
+            if self.transaction?.implicit == true { self.transaction?.endsMidBatch = true }
+            for id in self.ids(of: source) {
+                guard let i = self.index(of: id) else { continue }
+                var out = self.allocator.buffer(capacity: 5)
+                FrontendMessage.sync.encode(into: &out)
+                self.enqueue(.bytes(out, [.init(.sync, .combine)]), to: id)
+            }
+            self.batch = nil
+            return
+        }
         for id in self.ids(of: source) {
             guard let i = self.index(of: id), self.leases[i].batchOpen || !self.leases[i].isAttached else { continue }
             var out = self.allocator.buffer(capacity: 5)

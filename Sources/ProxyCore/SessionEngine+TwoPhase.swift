@@ -63,12 +63,14 @@ extension SessionEngine {
 
     /// The statement ShardGate wrapped in a transaction was answered (the client got its result).
     mutating func endImplicitTransaction(failed: Bool, context: inout RoutingContext) {
+        // Ending mid-batch, the client gets no ReadyForQuery now (its Sync gives one), as after an Execute.
+        let midBatch = self.transaction?.endsMidBatch == true
         if failed {
-            self.endOnParticipants(commit: false, implicit: true, extended: false)
+            self.endOnParticipants(commit: false, implicit: true, extended: midBatch)
         } else if (self.transaction?.writers.count ?? 0) >= 2 {
-            _ = self.startTwoPhaseCommit(implicit: true, context: &context)
+            _ = self.startTwoPhaseCommit(implicit: true, extended: midBatch, context: &context)
         } else {
-            self.endOnParticipants(commit: true, implicit: true, extended: false)
+            self.endOnParticipants(commit: true, implicit: true, extended: midBatch)
         }
     }
 
@@ -242,8 +244,9 @@ extension SessionEngine {
         }
         if !commit.extended {
             messages.append(.readyForQuery(.idle))
-        } else if !committed, commit.error != nil {
-            // An error in the extended protocol: the rest of the client's batch is skipped up to its Sync.
+        } else if !committed, commit.error != nil || commit.implicit {
+            // An error in the extended protocol (the commit's, or the statement's in a transaction ShardGate
+            // opened): the rest of the client's batch is skipped up to its Sync, as PostgreSQL skips it.
             self.skipping = true
         }
         for i in self.leases.indices where self.leases[i].participant {

@@ -175,6 +175,9 @@ public struct SessionEngine {
         /// Opened by ShardGate around one statement on several shards (autocommit for the client): it
         /// commits (two-phase) or rolls back as soon as that statement's answer is complete.
         var implicit = false
+        /// An implicit transaction of an extended-protocol batch that moves on to another backend before the
+        /// client's Sync: it ends there, and its ReadyForQuery is not the client's (that comes at the Sync).
+        var endsMidBatch = false
         /// ShardGate refused a statement: the transaction is failed for the client (25P02 until it ends),
         /// although no participant knows it.
         var failedLocally = false

@@ -176,3 +176,87 @@ import Testing
         #expect(!last.actions.released.isEmpty)
     }
 }
+
+/// Writes over several shards through the extended protocol outside a transaction: ShardGate wraps them in a
+/// transaction and commits it (two-phase) when the batch ends.
+@Suite struct SessionEngineExtendedScatterWriteTests {
+    typealias H = EngineHarness
+
+    /// Parse/Bind/Execute … and grants every lease the batch asks for; the lease ids in shard order.
+    static func batch(_ h: inout H, _ frames: [PGFrame]) -> [Int] {
+        var pending: [Int] = []
+        for frame in frames { pending += h.client(frame).acquiredIDs }
+        var ids: [Int] = []
+        while let id = pending.first {
+            pending.removeFirst()
+            ids.append(id)
+            pending += h.grant(id).acquiredIDs
+        }
+        return ids.sorted { h.targets[$0]!.shard < h.targets[$1]!.shard }
+    }
+
+    static func bind(_ value: String) -> PGFrame {
+        frame(.bind(Bind(portal: "", statement: "", parameters: [ByteBuffer(string: value)])))
+    }
+
+    @Test func aKeylessUpdateCommitsOnEveryShardInTwoPhasesAtTheSync() {
+        var h = H()
+        let ids = Self.batch(&h, [Frames.parse("UPDATE users SET name = $1"), Self.bind("x"), Frames.execute(), Frames.sync])
+        #expect(ids.map { h.targets[$0]! } == [.primary(0), .primary(1)])
+        #expect(h.log.written(to: ids[0]).first?.queryText == "BEGIN")
+        h.begun(ids)
+        h.reply(ids[0], [.parseComplete, .bindComplete, .commandComplete("UPDATE 3"), .readyForQuery(.inTransaction)])
+        let second = h.reply(ids[1], [.parseComplete, .bindComplete, .commandComplete("UPDATE 4"),
+                                      .readyForQuery(.inTransaction)])
+        // The members' "in transaction" ReadyForQuery is not the client's: that comes after the commit.
+        #expect(second.client == [.parseComplete, .bindComplete, .commandComplete("UPDATE 7")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
+        #expect(Set(h.log.released) == Set(ids))
+    }
+
+    @Test func aFailureOnOneShardRollsBackEveryShard() {
+        var h = H()
+        let ids = Self.batch(&h, [Frames.parse("UPDATE users SET name = $1"), Self.bind("x"), Frames.execute(), Frames.sync])
+        h.begun(ids)
+        h.reply(ids[0], [.parseComplete, .bindComplete, .commandComplete("UPDATE 3"), .readyForQuery(.inTransaction)])
+        let failed = h.reply(ids[1], [.parseComplete, .bindComplete, serverError("23514", "check violated"),
+                                      .readyForQuery(.failedTransaction)])
+        #expect(failed.client.contains { if case .errorResponse = $0 { true } else { false } })
+        for id in ids {
+            #expect(h.log.written(to: id).compactMap(\.queryText).last == "ROLLBACK")
+        }
+        #expect(h.reply(ids[0], done("ROLLBACK")).client.isEmpty)
+        #expect(h.reply(ids[1], done("ROLLBACK")).client == [.readyForQuery(.idle)])
+        #expect(!h.log.contains { if case .logCommitDecision = $0 { true } else { false } })
+    }
+
+    /// The batch moves on to one shard before its Sync: the write over both commits first (the client sees no
+    /// ReadyForQuery for it), then the next statement runs outside any transaction.
+    @Test func aBatchThatMovesOnCommitsTheWriteFirst() {
+        var h = H()
+        let ids = Self.batch(&h, [Frames.parse("UPDATE users SET name = $1"), Self.bind("x"), Frames.execute()])
+        h.begun(ids)
+        h.log = []
+        let next = h.client(Frames.parse("SELECT name FROM users WHERE id = $1"), Self.bind("\(H.keyOnS1)"),
+                            Frames.execute(), Frames.sync)
+        #expect(next.acquired.isEmpty)   // waits for the write's commit
+        func endsWithSync(_ written: [FrontendMessage]) -> Bool {
+            if case .sync? = written.last { return true }
+            return false
+        }
+        #expect(endsWithSync(next.written(to: ids[0])))
+        let first = h.reply(ids[0], [.parseComplete, .bindComplete, .commandComplete("UPDATE 3"),
+                                     .readyForQuery(.inTransaction)])
+        #expect(endsWithSync(first.actions.written(to: ids[1])))   // s1 takes the write after s0 (row locks in order)
+        // s1 was written after the client's next Parse replaced the unnamed statement: ShardGate parses the
+        // UPDATE there again before its Bind (a second ParseComplete, not the client's).
+        let second = h.reply(ids[1], [.parseComplete, .parseComplete, .bindComplete, .commandComplete("UPDATE 4"),
+                                      .readyForQuery(.inTransaction)])
+        #expect(first.client + second.client == [.parseComplete, .bindComplete, .commandComplete("UPDATE 7")])
+        let committed = h.commitTwoPhase(ids)
+        #expect(committed.isEmpty, "\(committed)")
+        // The read goes on, outside a transaction: to shard 1's primary, which the session just wrote.
+        #expect(h.engine.transaction == nil)
+        #expect(h.log.acquired.last == .primary(1))
+    }
+}
