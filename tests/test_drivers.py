@@ -308,3 +308,29 @@ def test_an_extended_write_over_several_shards_is_atomic(sharded):
     assert after[0][:2] == (6, 6) and after[1][:2] == (1, 1)
     for p in primaries:
         assert p.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)
+
+
+def test_a_multi_row_insert_with_parameters_is_split_per_shard(sharded):
+    """SQLAlchemy's insertmanyvalues and Django's bulk_create send one INSERT with many rows of parameters:
+    each shard gets its rows with only their parameters, renumbered (text and binary values, a parameter
+    outside VALUES, RETURNING), in one atomic write."""
+    proxy, table, primaries = sharded
+    keys = list(range(1, 41))
+    with proxy.connect() as c:
+        rows = ", ".join(["(%s, %s, %s)"] * len(keys))
+        values = [v for k in keys for v in (k, f"m{k}", k / 4)]
+        cur = c.execute(f"INSERT INTO {table} (id, name, score) VALUES {rows} RETURNING id, name", values)
+        assert sorted(cur.fetchall()) == [(k, f"m{k}") for k in keys]
+        assert cur.rowcount == len(keys)
+        # Binary parameters, and one used outside VALUES by every shard's part.
+        rows = ", ".join(["(%b, %b, %b)"] * 4)
+        values = [v for k in (1, 2, 3, 4) for v in (k, f"again{k}", 0.0)]
+        c.execute(f"INSERT INTO {table} (id, name, score) VALUES {rows} ON CONFLICT (id) DO UPDATE SET name = %s",
+                  values + ["conflicted"])
+        assert c.execute(f"SELECT count(*) FROM {table} WHERE name = 'conflicted'").fetchone() == (4,)
+        # A row failing on one shard (NULL id) leaves no shard with its part.
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            c.execute(f"INSERT INTO {table} (id, name) VALUES (%s, %s), (%s, %s), (%s, %s)",
+                      [100, "x", 101, "y", None, "z"])
+        assert c.execute(f"SELECT count(*) FROM {table} WHERE id IN (100, 101)").fetchone() == (0,)
+    _check_placement(proxy, table, primaries, len(keys))

@@ -157,16 +157,18 @@ extension SessionEngine {
         if let refusal = self.scatterRefusal(plan: plan, effect: effect) {
             return self.refuse(refusal, simpleQuery: false)
         }
-        if let rows = plan.insertRowsByShard, rows.count > 1 {
-            return self.refuse(ProxyErrors.unsupported("a multi-row INSERT with bind parameters whose rows go to several "
-                + "shards", hint: "Send one INSERT per row (executemany does), or one per shard."), simpleQuery: false)
-        }
         if self.mergeNeeded(plan) != nil {
             return self.bindMerged(frame, bind: bind, statement: statement, plan: plan, shards: shards, effect: effect,
                                    context: &context)
         }
         var filtered: [Int: String]?
+        // A multi-row INSERT whose rows go to several shards (SQLAlchemy's insertmanyvalues, Django's
+        // bulk_create): each shard gets its rows, with just their parameters, renumbered.
+        let split = plan.insertRowsByShard.map { $0.count > 1 } ?? false
         do {
+            if split, let rows = plan.insertRowsByShard {
+                filtered = try InsertSplitter.split(statement.key.sql, rowsByShard: rows)
+            }
             try Self.filterCopies(&filtered, sql: statement.key.sql, shards: shards, map: context.map)
         } catch {
             return self.refuse(Self.error(error), simpleQuery: false)
@@ -192,11 +194,19 @@ extension SessionEngine {
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
             if let text = filtered?[shards[index]] {
-                // This shard holds a rebalance's copies: it runs the filtered text as its unnamed statement.
+                // This shard's part of a split INSERT, or the filtered text of a shard that holds a rebalance's
+                // copies: it runs as the shard's unnamed statement.
                 var out = self.allocator.buffer(capacity: text.utf8.count + bytes.readableBytes + 16)
-                FrontendMessage.parse(Parse(name: "", query: text, parameterTypes: statement.key.parameterTypes))
-                    .encode(into: &out)
-                out.writeImmutableBuffer(Self.rebind(bind, statement: "", allocator: self.allocator))
+                if split {
+                    let (part, order) = InsertSplitter.renumberingParameters(text)
+                    let types = order.map { $0 <= statement.key.parameterTypes.count ? statement.key.parameterTypes[$0 - 1] : 0 }
+                    FrontendMessage.parse(Parse(name: "", query: part, parameterTypes: types)).encode(into: &out)
+                    FrontendMessage.bind(Self.subset(bind, order: order)).encode(into: &out)
+                } else {
+                    FrontendMessage.parse(Parse(name: "", query: text, parameterTypes: statement.key.parameterTypes))
+                        .encode(into: &out)
+                    out.writeImmutableBuffer(Self.rebind(bind, statement: "", allocator: self.allocator))
+                }
                 self.enqueue(.bytes(out, [.init(.parse, .swallow), .init(.bind, .combine)]), to: member)
                 if let i = self.index(of: member) { self.leases[i].unnamedValid = false }
                 continue
@@ -355,6 +365,17 @@ extension SessionEngine {
             values.append(BindParameter(format: format, typeOID: type, value: bind.parameters[index].map { Array($0.readableBytesView) }))
         }
         return BindParameters(values)
+    }
+
+    /// `bind` of the unnamed statement with parameters `order` (old 1-based numbers) as `$1, $2, ...`.
+    static func subset(_ bind: Bind, order: [Int]) -> Bind {
+        var copy = bind
+        copy.statement = ""
+        copy.parameters = order.map { $0 <= bind.parameters.count ? bind.parameters[$0 - 1] : nil }
+        if bind.parameterFormats.count > 1 {
+            copy.parameterFormats = order.map { $0 <= bind.parameterFormats.count ? bind.parameterFormats[$0 - 1] : 0 }
+        }
+        return copy
     }
 
     static func rebind(_ bind: Bind, statement: String, allocator: ByteBufferAllocator) -> ByteBuffer {

@@ -139,3 +139,36 @@ public enum InsertSplitter {
         return true
     }
 }
+
+extension InsertSplitter {
+    /// `sql` with its parameters numbered `$1, $2, ...` in order of first appearance, and for each new number
+    /// the old one (`order[k]` is the old number of `$(k+1)`). A shard's part of a split INSERT references only
+    /// its rows' parameters; PostgreSQL cannot type a parameter nothing references, so each part is renumbered
+    /// and bound with just its values.
+    public static func renumberingParameters(_ sql: String) -> (text: String, order: [Int]) {
+        var text = sql
+        return text.withUTF8 { b in
+            var order: [Int] = []
+            var numbers: [Int: Int] = [:]
+            var out = ""
+            out.reserveCapacity(b.count)
+            var copied = 0
+            for token in SQLTokens.scan(b) {
+                guard case .parameter(let old) = token.kind else { continue }
+                let new: Int
+                if let known = numbers[old] {
+                    new = known
+                } else {
+                    order.append(old)
+                    new = order.count
+                    numbers[old] = new
+                }
+                out += String(decoding: UnsafeBufferPointer(rebasing: b[copied..<token.range.lowerBound]), as: UTF8.self)
+                out += "$\(new)"
+                copied = token.range.upperBound
+            }
+            out += String(decoding: UnsafeBufferPointer(rebasing: b[copied...]), as: UTF8.self)
+            return (out, order)
+        }
+    }
+}

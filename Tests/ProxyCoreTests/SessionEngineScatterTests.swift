@@ -260,3 +260,29 @@ import Testing
         #expect(h.log.acquired.last == .primary(1))
     }
 }
+
+extension SessionEngineExtendedScatterWriteTests {
+    /// A multi-row INSERT of bind parameters: each shard's part binds only its rows' values, renumbered.
+    @Test func aMultiRowInsertOfParametersBindsEachShardItsOwnValues() {
+        var h = H()
+        let sql = "INSERT INTO users (id, name) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        let values = ["\(H.keyOnS0)", "a", "\(H.keyOnS1)", "b", "\(H.otherKeyOnS0)", "c"]
+        let bind = frame(.bind(Bind(portal: "", statement: "", parameters: values.map { ByteBuffer(string: $0) })))
+        let ids = Self.batch(&h, [Frames.parse(sql), bind, Frames.execute(), Frames.sync])
+        h.begun(ids)
+        let s0 = h.log.written(to: ids[0])
+        let parses = s0.compactMap { if case .parse(let p) = $0 { return p.query } else { return nil } }
+        #expect(parses == [sql, "INSERT INTO users (id, name) VALUES ($1, $2), ($3, $4)"])
+        let binds = s0.compactMap { if case .bind(let b) = $0 { return b } else { return nil } }
+        #expect(binds.map { $0.parameters.map { String(buffer: $0!) } } == [["\(H.keyOnS0)", "a", "\(H.otherKeyOnS0)", "c"]])
+        h.reply(ids[0], [.parseComplete, .parseComplete, .bindComplete, .commandComplete("INSERT 0 2"),
+                         .readyForQuery(.inTransaction)])
+        let s1 = h.log.written(to: ids[1])
+        #expect(s1.compactMap { if case .bind(let b) = $0 { return b.parameters.map { String(buffer: $0!) } } else { return nil } }
+                == [["\(H.keyOnS1)", "b"]])
+        let last = h.reply(ids[1], [.parseComplete, .parseComplete, .bindComplete, .commandComplete("INSERT 0 1"),
+                                    .readyForQuery(.inTransaction)])
+        #expect(last.client == [.parseComplete, .bindComplete, .commandComplete("INSERT 0 3")])
+        #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
+    }
+}

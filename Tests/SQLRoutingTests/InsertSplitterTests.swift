@@ -3,6 +3,13 @@ import Testing
 
 /// Multi-row INSERTs cut into one statement per shard at the rows' token boundaries.
 @Suite struct InsertSplitterTests {
+    @Test func aShardsPartIsRenumberedByFirstAppearance() {
+        let part = "INSERT INTO t (a, b) VALUES ($3, $4), ($7, '$1'), ($8, $3) ON CONFLICT (a) DO UPDATE SET b = $9 -- $2"
+        let (text, order) = InsertSplitter.renumberingParameters(part)
+        #expect(text == "INSERT INTO t (a, b) VALUES ($1, $2), ($3, '$1'), ($4, $1) ON CONFLICT (a) DO UPDATE SET b = $5 -- $2")
+        #expect(order == [3, 4, 7, 8, 9])
+    }
+
     @Test func rowsAreCutAtTheirParenthesesAndTheRestIsKept() throws {
         let sql = "INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b, (c)'), (3, $$x)$$) ON CONFLICT (id) DO NOTHING RETURNING id"
         let split = try InsertSplitter.split(sql, rowsByShard: [0: [0, 2], 1: [1]])
