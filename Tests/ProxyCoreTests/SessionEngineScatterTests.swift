@@ -286,3 +286,66 @@ extension SessionEngineExtendedScatterWriteTests {
         #expect(h.commitTwoPhase(ids) == [.readyForQuery(.idle)])
     }
 }
+
+/// The client goes away in the middle of a two-phase commit: the session never commits or rolls back on
+/// its own after that; the commit's id is handed to recovery (`twoPhaseFinished(complete: false)`) exactly
+/// once, so the log's decision (or its absence) settles the prepared transactions.
+@Suite struct SessionEngineTwoPhaseDisconnectTests {
+    typealias H = EngineHarness
+
+    /// A keyless UPDATE over both shards answered, up to its PREPARE TRANSACTIONs being written.
+    static func preparing(_ h: inout H) -> [Int] {
+        let ids = SessionEngineScatterTests.scatter(&h, "UPDATE users SET name = 'x'")
+        h.begun(ids)
+        h.reply(ids[0], done("UPDATE 1", status: .inTransaction))
+        h.reply(ids[1], done("UPDATE 1", status: .inTransaction))
+        for id in ids {
+            #expect(h.log.written(to: id).compactMap(\.queryText).last?.hasPrefix("PREPARE TRANSACTION") == true)
+        }
+        return ids
+    }
+
+    static func handedToRecovery(_ actions: [SessionEngine.Action]) -> [String] {
+        actions.compactMap { if case .twoPhaseFinished(let id, complete: false) = $0 { return id } else { return nil } }
+    }
+
+    @Test func goneWhilePreparingTheIdGoesToRecoveryAndTheBackendsAreClosed() {
+        var h = H()
+        let ids = Self.preparing(&h)
+        h.log = []
+        h.engine.clientClosed(context: &h.context)
+        let actions = h.drain()
+        #expect(Self.handedToRecovery(actions).count == 1)
+        #expect(Set(actions.discarded) == Set(ids))   // PREPARE TRANSACTION still in flight there
+    }
+
+    @Test func goneWhileTheDecisionIsWrittenRecoveryCommitsAndTheSessionSendsNothing() {
+        var h = H()
+        let ids = Self.preparing(&h)
+        for id in ids { h.reply(id, done("PREPARE TRANSACTION")) }
+        #expect(h.log.contains { if case .logCommitDecision = $0 { true } else { false } })
+        h.log = []
+        h.engine.clientClosed(context: &h.context)
+        let closing = h.drain()
+        #expect(Self.handedToRecovery(closing).isEmpty)   // not yet: the decision is being written
+        h.engine.decisionLogged(context: &h.context)
+        let after = h.drain()
+        #expect(Self.handedToRecovery(after).count == 1)
+        for id in ids { #expect(after.written(to: id).isEmpty) }   // no COMMIT PREPARED from a closed session
+    }
+
+    @Test func goneWhileCommittingTheIdGoesToRecoveryOnce() {
+        var h = H()
+        let ids = Self.preparing(&h)
+        for id in ids { h.reply(id, done("PREPARE TRANSACTION")) }
+        h.engine.decisionLogged(context: &h.context)
+        h.reply(ids[0], done("COMMIT PREPARED"))
+        h.log = []
+        h.engine.clientClosed(context: &h.context)
+        let actions = h.drain()
+        #expect(Self.handedToRecovery(actions).count == 1)
+        #expect(actions.discarded == [ids[1]])   // its COMMIT PREPARED is still in flight
+        h.reply(ids[1], done("COMMIT PREPARED"))
+        #expect(Self.handedToRecovery(h.drain()).isEmpty)
+    }
+}
