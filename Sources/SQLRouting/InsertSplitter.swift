@@ -36,107 +36,47 @@ public enum InsertSplitter {
     /// The byte ranges of the parenthesized rows after the top-level `VALUES` keyword, or nil when there is
     /// no such list.
     static func valuesRows(in b: UnsafeBufferPointer<UInt8>) -> [Range<Int>]? {
-        let n = b.count
         var depth = 0
-        var i = 0
         var afterValues = false
         var expectRow = false
         var rowStart = -1
         var rows: [Range<Int>] = []
-        while i < n {
-            let c = b[i]
-            if SQLLexer.isSpace(c) {
-                i += 1
-                continue
-            }
-            if c == UInt8(ascii: "-"), i + 1 < n, b[i + 1] == UInt8(ascii: "-") {
-                while i < n, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
-                continue
-            }
-            if c == UInt8(ascii: "/"), i + 1 < n, b[i + 1] == UInt8(ascii: "*") {
-                var nesting = 1
-                i += 2
-                while i < n, nesting > 0 {
-                    if b[i] == UInt8(ascii: "/"), i + 1 < n, b[i + 1] == UInt8(ascii: "*") {
-                        nesting += 1
-                        i += 2
-                    } else if b[i] == UInt8(ascii: "*"), i + 1 < n, b[i + 1] == UInt8(ascii: "/") {
-                        nesting -= 1
-                        i += 2
-                    } else {
-                        i += 1
-                    }
-                }
-                continue
-            }
-            let tokenStart = i
-            var isWord = false
-            switch c {
-            case UInt8(ascii: "'"):
-                i = SQLLexer.skipQuoted(b, from: i + 1, backslashEscapes: false)
-            case UInt8(ascii: "\""):
-                i = SQLLexer.skipQuoted(b, from: i + 1, backslashEscapes: false, quote: UInt8(ascii: "\""))
-            case UInt8(ascii: "$"):
-                if i + 1 < n, SQLLexer.isDigit(b[i + 1]) {
-                    i += 1
-                    while i < n, SQLLexer.isDigit(b[i]) { i += 1 }
-                } else if let bodyStart = SQLLexer.dollarTagEnd(b, from: i) {
-                    i = SQLLexer.skipDollarBody(b, tag: i..<bodyStart, from: bodyStart)
-                } else {
-                    i += 1
-                }
-            case UInt8(ascii: "("):
+        for token in SQLTokens.scan(b) {
+            guard !token.unterminated else { return nil }
+            if token.isPunctuation("(", in: b) {
                 if depth == 0, afterValues {
                     guard expectRow else { return nil }
-                    rowStart = i
+                    rowStart = token.range.lowerBound
                     expectRow = false
                 }
                 depth += 1
-                i += 1
-            case UInt8(ascii: ")"):
+                continue
+            }
+            if token.isPunctuation(")", in: b) {
                 depth -= 1
                 guard depth >= 0 else { return nil }
-                i += 1
                 if depth == 0, afterValues, rowStart >= 0 {
-                    rows.append(rowStart..<i)
+                    rows.append(rowStart..<token.range.upperBound)
                     rowStart = -1
                 }
-            default:
-                if SQLLexer.isIdentStart(c), let (kind, bodyStart) = SQLLexer.prefixedQuote(b, at: i) {
-                    i = SQLLexer.skipQuoted(b, from: bodyStart, backslashEscapes: kind == .escapeString,
-                                            quote: kind == nil ? UInt8(ascii: "\"") : UInt8(ascii: "'"))
-                } else if SQLLexer.isIdentStart(c) {
-                    while i < n, SQLLexer.isIdentContinue(b[i]) { i += 1 }
-                    isWord = true
-                } else {
-                    i += 1
-                }
+                continue
             }
-            guard i <= n else { return nil }
-            guard depth == 0, !(c == UInt8(ascii: "(") || c == UInt8(ascii: ")")) else { continue }
+            guard depth == 0 else { continue }
             // A top-level token outside the rows.
             if afterValues {
-                if c == UInt8(ascii: ",") && !expectRow && !rows.isEmpty {
+                if token.isPunctuation(",", in: b), !expectRow, !rows.isEmpty {
                     expectRow = true
                     continue
                 }
                 // The list ended (ON CONFLICT, RETURNING, ';' or the end).
                 return expectRow ? nil : rows
             }
-            if isWord, i - tokenStart == 6, Self.isValues(b, at: tokenStart) {
+            if token.isWord("values", in: b) {
                 afterValues = true
                 expectRow = true
             }
         }
         return afterValues && !expectRow ? rows : nil
-    }
-
-    private static func isValues(_ b: UnsafeBufferPointer<UInt8>, at start: Int) -> Bool {
-        let word = "values".utf8
-        for (offset, letter) in word.enumerated() where b[start + offset] | 0x20 != letter {
-            return false
-        }
-        return true
     }
 }
 

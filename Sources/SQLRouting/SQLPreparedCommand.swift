@@ -134,7 +134,8 @@ public enum SQLPreparedText {
 }
 
 /// Token boundaries of a query text by PostgreSQL 15's scanner rules, for the few places that need
-/// more than literals (`SQLLexer` builds the route-cache key on the hot path and keeps no tokens).
+/// more than literals — PREPARE/EXECUTE texts, and cutting a multi-row INSERT (`InsertSplitter`).
+/// `SQLLexer` builds the route-cache key on the hot path and keeps no tokens.
 enum SQLTokens {
     enum Kind: Equatable {
         /// An unquoted word (keyword or identifier).
@@ -150,6 +151,8 @@ enum SQLTokens {
     struct Token {
         var kind: Kind
         var range: Range<Int>
+        /// A quoted token without its closing quote (the range runs to the end of the text).
+        var unterminated = false
 
         func isWord(_ lowercase: StaticString, in b: UnsafeBufferPointer<UInt8>) -> Bool {
             guard kind == .word, range.count == lowercase.utf8CodeUnitCount else { return false }
@@ -241,8 +244,9 @@ enum SQLTokens {
                     i += 1
                 }
             }
+            let unterminated = i > n
             i = max(min(i, n), start + 1)
-            tokens.append(Token(kind: kind, range: start..<i))
+            tokens.append(Token(kind: kind, range: start..<i, unterminated: unterminated))
         }
         return tokens
     }

@@ -40,6 +40,9 @@ import Testing
         #expect(throws: RouteError.self) {
             try InsertSplitter.split("INSERT INTO t (a) SELECT 1", rowsByShard: [0: [0], 1: [1]])
         }
+        #expect(throws: RouteError.self) {
+            try InsertSplitter.split("INSERT INTO t (a) VALUES (1), ('2)", rowsByShard: [0: [0], 1: [1]])
+        }
     }
 }
 
