@@ -334,3 +334,21 @@ def test_a_multi_row_insert_with_parameters_is_split_per_shard(sharded):
                       [100, "x", 101, "y", None, "z"])
         assert c.execute(f"SELECT count(*) FROM {table} WHERE id IN (100, 101)").fetchone() == (0,)
     _check_placement(proxy, table, primaries, len(keys))
+
+
+def test_discard_all_drops_the_clients_statements_and_they_can_be_prepared_again(sharded):
+    """DISCARD ALL deallocates every prepared statement, on the backend and for the client, as in PostgreSQL:
+    the client's name is gone, and preparing it again works (the backend gets the Parse again rather than
+    ShardGate assuming it still holds the statement)."""
+    proxy, table, _ = sharded
+    text = f"SELECT name FROM {table} WHERE id = $1"
+    run = pgraw.bind_message((1,), statement="q") + pgraw.execute_message() + pgraw.SYNC
+    with contextlib.closing(proxy.raw_login()) as raw:
+        raw.send(pgraw.parse_message(text, name="q") + run)
+        assert pgraw.errors(raw.read_until_ready()) == []
+        assert pgraw.errors(raw.query("DISCARD ALL")) == []
+        raw.send(run)
+        assert [e.get("C") for e in pgraw.errors(raw.read_until_ready())] == ["26000"]
+        raw.send(pgraw.parse_message(text, name="q") + run)
+        assert pgraw.errors(raw.read_until_ready()) == []
+        assert pgraw.data_rows(raw.query("SELECT 'still here'")) == [["still here"]]

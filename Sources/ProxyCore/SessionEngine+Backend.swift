@@ -9,7 +9,8 @@ extension SessionEngine {
     /// without calling this while `BackendStep.relayRows` says so). Says whether the caller relays it.
     public mutating func backendMessage(_ id: LeaseID, type: UInt8, payload: ByteBuffer,
                                         context: inout RoutingContext) -> BackendStep {
-        var payload = payload
+        // An error whose position ShardGate drops goes to the combiner re-encoded.
+        var rewritten: ByteBuffer?
         guard let i = self.index(of: id) else { return BackendStep(disposition: .swallow, relayRows: false) }
         let head = self.leases[i].tracker.first
         let step = self.leases[i].tracker.receive(type)
@@ -49,7 +50,7 @@ extension SessionEngine {
                         var out = self.allocator.buffer(capacity: payload.readableBytes)
                         BackendMessage.errorResponse(hidden).encode(into: &out)
                         out.moveReaderIndex(forwardBy: 5)
-                        payload = out
+                        rewritten = out
                     }
                 }
                 self.leases[i].sawError = true
@@ -91,7 +92,7 @@ extension SessionEngine {
             disposition = .swallow
         }
         if disposition == .combine, let member = self.leases[i].member {
-            self.combine(member: member, kind: head?.kind ?? .query, id: type, payload: payload)
+            self.combine(member: member, kind: head?.kind ?? .query, id: type, payload: rewritten ?? payload)
             disposition = .swallow
         }
         if let completed = step.completed {

@@ -229,8 +229,9 @@ extension SessionEngine {
     }
 
     /// Sends query `frame` (text `sql`, analyzed) where its plan says, or answers why it cannot go.
-    mutating func route(_ frame: PGFrame, sql: String, analysis: SQLAnalysis, context: inout RoutingContext,
-                        current: Bool) -> Bool {
+    /// `hidesPosition`: the text is not the client's (EXECUTE's substitution), so error positions are dropped.
+    mutating func route(_ frame: PGFrame, sql: String, analysis: SQLAnalysis, hidesPosition: Bool = false,
+                        context: inout RoutingContext, current: Bool) -> Bool {
         let plan: RoutePlan
         do {
             plan = try RoutePlanner.plan(analysis, map: context.map)
@@ -248,7 +249,7 @@ extension SessionEngine {
                     + "several shards; send BEGIN, COMMIT and ROLLBACK on their own"), simpleQuery: true)
             }
             return self.scatterQuery(frame, sql: sql, analysis: analysis, plan: plan, shards: shards, effect: effect,
-                                     context: &context, current: current)
+                                     hidesPosition: hidesPosition, context: &context, current: current)
         }
         if !controls.isEmpty, self.leases.filter(\.participant).count > 1 {
             return self.refuse(ProxyErrors.unsupported("transaction control in a query string with other statements "
@@ -268,7 +269,7 @@ extension SessionEngine {
         self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
         self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
                           primary: self.leases.first { $0.id == id }?.target.isPrimary ?? true, context: context)
-        self.enqueue(.frame(frame, .init(.query, .relay, hidesPosition: self.substituting)), to: id, current: current)
+        self.enqueue(.frame(frame, .init(.query, .relay, hidesPosition: hidesPosition)), to: id, current: current)
         if analysis.statements.count == 1, analysis.statements[0].discardsAll, self.transaction == nil {
             // DISCARD ALL deallocates every prepared statement, on the backend and in the client's session.
             self.deallocate(nil, context: &context)

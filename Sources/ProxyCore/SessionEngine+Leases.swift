@@ -312,7 +312,6 @@ extension SessionEngine {
             self.group?.combiner.holdsReadyForQuery = true
             if self.transaction?.implicit == true { self.transaction?.endsMidBatch = true }
             for id in self.ids(of: source) {
-                guard let i = self.index(of: id) else { continue }
                 var out = self.allocator.buffer(capacity: 5)
                 FrontendMessage.sync.encode(into: &out)
                 self.enqueue(.bytes(out, [.init(.sync, .combine)]), to: id)

@@ -82,9 +82,7 @@ extension SessionEngine {
             payload.writeString(text)
             payload.writeInteger(UInt8(0))
             let frame = PGFrame(id: FrontendMessageID.query.rawValue, payload: payload)
-            self.substituting = true
-            defer { self.substituting = false }
-            return self.route(frame, sql: text, analysis: analysis, context: &context, current: false)
+            return self.route(frame, sql: text, analysis: analysis, hidesPosition: true, context: &context, current: false)
         }
     }
 

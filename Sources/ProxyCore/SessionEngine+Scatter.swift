@@ -8,7 +8,8 @@ import SQLRouting
 /// writes without a key, reference-table writes, DDL, multi-row INSERTs split per shard.
 extension SessionEngine {
     mutating func scatterQuery(_ frame: PGFrame, sql: String, analysis: SQLAnalysis, plan: RoutePlan, shards: [Int],
-                               effect: SessionEffect, context: inout RoutingContext, current: Bool) -> Bool {
+                               effect: SessionEffect, hidesPosition: Bool, context: inout RoutingContext,
+                               current: Bool) -> Bool {
         if let refusal = self.scatterRefusal(plan: plan, effect: effect) {
             return self.refuse(refusal, simpleQuery: true)
         }
@@ -16,7 +17,8 @@ extension SessionEngine {
             return self.copyIntoShards(frame, format: copy, context: &context)
         }
         if let merge = self.mergeNeeded(plan) {
-            return self.mergedQuery(sql: sql, plan: plan, shards: shards, shape: merge, effect: effect, context: &context)
+            return self.mergedQuery(sql: sql, plan: plan, shards: shards, shape: merge, effect: effect,
+                                    hidesPosition: hidesPosition, context: &context)
         }
         var perShard: [Int: String]?
         if let rows = plan.insertRowsByShard, rows.count > 1 {
@@ -54,7 +56,7 @@ extension SessionEngine {
                 bytes = out
             }
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
-            self.enqueue(.bytes(bytes, [.init(.query, .combine, hidesPosition: self.substituting)]), to: member)
+            self.enqueue(.bytes(bytes, [.init(.query, .combine, hidesPosition: hidesPosition)]), to: member)
         }
         return true
     }
@@ -100,7 +102,7 @@ extension SessionEngine {
     /// A read over several shards whose rows are merged: each shard runs the planner's rewritten SQL, and a
     /// ResultMerger turns their rows into the one result a single server would give.
     mutating func mergedQuery(sql: String, plan: RoutePlan, shards: [Int], shape: ResultShape, effect: SessionEffect,
-                              context: inout RoutingContext) -> Bool {
+                              hidesPosition: Bool, context: inout RoutingContext) -> Bool {
         let mergePlan: MergePlan
         let spec: MergeSpec
         do {
@@ -127,7 +129,7 @@ extension SessionEngine {
         for (index, member) in members.enumerated() {
             self.noteUnit(effect, plan: plan, lease: member, shard: shards[index])
             let text = filtered?[shards[index]].map { Self.query($0, allocator: self.allocator) }
-            self.enqueue(.bytes(text ?? bytes, [.init(.query, .combine, hidesPosition: self.substituting)]), to: member)
+            self.enqueue(.bytes(text ?? bytes, [.init(.query, .combine, hidesPosition: hidesPosition)]), to: member)
         }
         return true
     }

@@ -209,8 +209,6 @@ public struct SessionEngine {
     var statements: [String: ClientStatement] = [:]
     /// SQL-level prepared statements (PREPARE), by name.
     var sqlStatements: [String: SQLPrepared] = [:]
-    /// The query being routed is an EXECUTE's substituted text (its errors lose their cursor position).
-    var substituting = false
     var portals: [String: Source] = [:]
     var localPortals: [String: LocalPortal] = [:]
     /// Portals over several shards executed with a row limit (they cannot be fetched from again).

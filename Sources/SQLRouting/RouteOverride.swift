@@ -16,19 +16,7 @@ public enum RouteOverride: Sendable, Hashable {
         let n = leading.count
         while i < n {
             if leading[i] == UInt8(ascii: "/"), i + 1 < n, leading[i + 1] == UInt8(ascii: "*") {
-                var depth = 1
-                var j = i + 2
-                while j < n, depth > 0 {
-                    if leading[j] == UInt8(ascii: "/"), j + 1 < n, leading[j + 1] == UInt8(ascii: "*") {
-                        depth += 1
-                        j += 2
-                    } else if leading[j] == UInt8(ascii: "*"), j + 1 < n, leading[j + 1] == UInt8(ascii: "/") {
-                        depth -= 1
-                        j += 2
-                    } else {
-                        j += 1
-                    }
-                }
+                let j = min(SQLLexer.skipBlockComment(leading, from: i), n)
                 if let found = directive(UnsafeBufferPointer(rebasing: leading[(i + 2)..<max(i + 2, j - 2)])) {
                     return found
                 }

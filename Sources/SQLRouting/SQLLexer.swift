@@ -198,6 +198,27 @@ enum SQLLexer {
         return n + 1
     }
 
+    /// For the block comment opening (`/*`) at `from`, nested as PostgreSQL nests them: the index after its
+    /// close, or `count + 1` when it is not closed.
+    static func skipBlockComment(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
+        let n = b.count
+        var depth = 1
+        var i = from + 2
+        while i < n {
+            if b[i] == UInt8(ascii: "/"), i + 1 < n, b[i + 1] == UInt8(ascii: "*") {
+                depth += 1
+                i += 2
+            } else if b[i] == UInt8(ascii: "*"), i + 1 < n, b[i + 1] == UInt8(ascii: "/") {
+                depth -= 1
+                i += 2
+                if depth == 0 { return i }
+            } else {
+                i += 1
+            }
+        }
+        return n + 1
+    }
+
     /// For `$tag$` at `from`, the index after the opening delimiter; `nil` when it is not one.
     static func dollarTagEnd(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
         var i = from + 1

@@ -182,19 +182,7 @@ enum SQLTokens {
                 continue
             }
             if c == UInt8(ascii: "/"), next == UInt8(ascii: "*") {
-                var depth = 1
-                i += 2
-                while i < n, depth > 0 {
-                    if b[i] == UInt8(ascii: "/"), i + 1 < n, b[i + 1] == UInt8(ascii: "*") {
-                        depth += 1
-                        i += 2
-                    } else if b[i] == UInt8(ascii: "*"), i + 1 < n, b[i + 1] == UInt8(ascii: "/") {
-                        depth -= 1
-                        i += 2
-                    } else {
-                        i += 1
-                    }
-                }
+                i = min(SQLLexer.skipBlockComment(b, from: i), n)
                 continue
             }
             let start = i

@@ -11,8 +11,14 @@ import Testing
 
     /// Sends `sql`, grants every lease it asks for, returns the lease ids in shard order.
     static func scatter(_ h: inout H, _ sql: String) -> [Int] {
-        // Members are asked of their pools one at a time until the session holds a backend, then the rest.
-        var pending = h.client(Frames.query(sql)).acquiredIDs
+        let first = h.client(Frames.query(sql)).acquiredIDs
+        return grantInTurn(&h, first)
+    }
+
+    /// Grants `first` and every lease the grants go on to ask for; the lease ids in shard order. (Members are
+    /// asked of their pools one at a time until the session holds a backend, then the rest.)
+    static func grantInTurn(_ h: inout H, _ first: [Int]) -> [Int] {
+        var pending = first
         var ids: [Int] = []
         while let id = pending.first {
             pending.removeFirst()
@@ -184,15 +190,9 @@ import Testing
 
     /// Parse/Bind/Execute … and grants every lease the batch asks for; the lease ids in shard order.
     static func batch(_ h: inout H, _ frames: [PGFrame]) -> [Int] {
-        var pending: [Int] = []
-        for frame in frames { pending += h.client(frame).acquiredIDs }
-        var ids: [Int] = []
-        while let id = pending.first {
-            pending.removeFirst()
-            ids.append(id)
-            pending += h.grant(id).acquiredIDs
-        }
-        return ids.sorted { h.targets[$0]!.shard < h.targets[$1]!.shard }
+        var first: [Int] = []
+        for frame in frames { first += h.client(frame).acquiredIDs }
+        return SessionEngineScatterTests.grantInTurn(&h, first)
     }
 
     static func bind(_ value: String) -> PGFrame {
