@@ -153,13 +153,12 @@ final class LagMonitorProbe {
         let logger = self.logger
         let id = self.id
         do {
-            // Not cancelled at the deadline: PostgresNIO (debug builds) asserts when a connect cancelled
-            // mid-startup drops its connection; the connect times out by itself (connectTimeout) and a
-            // late connection is closed here.
-            let connection = try await Self.withDeadline(deadline, discardLate: { _ = $0.close() as EventLoopFuture<Void> },
-                                                         cancelOnTimeout: false) {
-                try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: id, logger: logger)
-            }
+            // Bounded by PostgresNIO's own connectTimeout (TCP connect and startup), which is `timeout`; not
+            // raced against `deadline`: a connection won just after it would have to be closed and awaited
+            // before it is let go of (PostgresNIO asserts otherwise), and a connect cancelled mid-startup
+            // trips the same assertion.
+            let connection = try await PostgresConnection.connect(on: eventLoop, configuration: configuration,
+                                                                  id: id, logger: logger)
             if self.target.replica == nil {
                 do {
                     let geometry = try await Self.withDeadline(deadline, onTimeout: { _ = connection.close() as EventLoopFuture<Void> }) {
@@ -186,11 +185,8 @@ final class LagMonitorProbe {
         }
     }
 
+    /// Counts a failure and schedules the next attempt; the caller has closed the connection, if any.
     private func connectionFailed(_ failure: LagProbeFailure) {
-        if let connection = self.connection {
-            _ = connection.close() as EventLoopFuture<Void>
-            self.connection = nil
-        }
         self.failures += 1
         self.lastError = failure.message
         let backoff = min(self.poll.nanoseconds << min(self.failures - 1, 20), self.maxBackoff.nanoseconds)
@@ -238,9 +234,7 @@ final class LagMonitorProbe {
     /// Runs `operation` until `deadline`; past it, calls `onTimeout` (which must make the operation end,
     /// e.g. by closing its connection), cancels it, waits for it, and throws `LagProbeTimeout`.
     static func withDeadline<T: Sendable>(
-        _ deadline: NIODeadline, onTimeout: @escaping @Sendable () -> Void = {},
-        discardLate: @escaping @Sendable (T) -> Void = { _ in },
-        cancelOnTimeout: Bool = true,
+        _ deadline: NIODeadline, onTimeout: @escaping @Sendable () -> Void,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         return try await withThrowingTaskGroup(of: DeadlineOutcome<T>.self) { group in
@@ -258,11 +252,8 @@ final class LagMonitorProbe {
                 return value
             case .timedOut, nil:
                 onTimeout()
-                if cancelOnTimeout { group.cancelAll() }
-                // An operation that finished anyway (a connection that opened just too late) is disposed of.
-                while let outcome = try? await group.next() {
-                    if case .value(let late) = outcome { discardLate(late) }
-                }
+                group.cancelAll()
+                while (try? await group.next()) != nil {}
                 throw LagProbeTimeout()
             }
         }
