@@ -128,6 +128,7 @@ HEADER=$WORK/header.md
     echo "- TPC-B through ShardGate: every transaction updates its account on one shard and the reference tables (teller, branch) on both, so it ends in a two-phase commit over both shards (PREPARE TRANSACTION, a decision fsynced to the log, COMMIT PREPARED), and each reference write goes to the shards one after another; direct and PgBouncer commit once on one server"
     echo "- PgBouncer 1.18 in transaction mode does not support -M prepared (a named statement lives on one server connection): n/a"
     echo "- everything (pgbench, PostgreSQL, the pooler) shares this one machine, over loopback"
+    echo "- CPU µs/tx: the pooler process's user+system CPU over the run (/proc/PID/stat) divided by the transactions pgbench completed — what the pooler costs per transaction, steadier than tps when everything shares $(nproc) cores"
 } >"$HEADER"
 cat "$HEADER"
 echo
@@ -256,8 +257,14 @@ TARGETS=(direct pgbouncer)
 declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [shardgate]=$SG_PORT)
 declare -A DB=([direct]=app [pgbouncer]=app [shardgate]=sharded)
 [[ $BENCH_SKIP_SHARDGATE == 1 ]] || TARGETS+=(shardgate)
-declare -A TPS LAT
+declare -A TPS LAT CPU
+declare -A PID_OF=([pgbouncer]=$PGB_PID [shardgate]=${SG_PID:-})
 FAILURES=0
+CLK_TCK=$(getconf CLK_TCK)
+
+cpu_ticks() { # cpu_ticks PID — user+system CPU of the process so far, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
 
 run_pgbench() { # run_pgbench TARGET MODE CLIENTS SECONDS OUTFILE [WORKLOAD]
     local script=(-S)
@@ -287,9 +294,16 @@ for cell in "${CELLS[@]}"; do
         fi
         out=$WORK/pgbench-$target-$workload-$mode-$clients.log
         log "pgbench $workload -M $mode -c $clients against $target (port ${PORT[$target]}), ${BENCH_SECONDS}s"
+        pid=${PID_OF[$target]:-}
+        [[ -z $pid ]] || ticks_before=$(cpu_ticks "$pid")
         if run_pgbench "$target" "$mode" "$clients" "$BENCH_SECONDS" "$out" "$workload"; then
             TPS[$target,$cell]=$(awk '/^tps = /{printf "%.0f", $3; exit}' "$out")
             LAT[$target,$cell]=$(awk '/^latency average = /{printf "%.3f", $4; exit}' "$out")
+            if [[ -n $pid ]]; then
+                # The pooler's own CPU per transaction: the cost it adds, less noisy than tps on a shared machine.
+                CPU[$target,$cell]=$(awk -v a="$ticks_before" -v b="$(cpu_ticks "$pid")" -v hz="$CLK_TCK" \
+                    '/^number of transactions actually processed: /{ if ($6 > 0) printf "%.1f", (b - a) / hz * 1e6 / $6; exit }' "$out")
+            fi
             failed=$(awk -F'[: ]+' '/^number of failed transactions/{print $5; exit}' "$out")
             if [[ ${failed:-0} != 0 ]]; then
                 log "warning: $target $cell: $failed failed transactions (see $out)"
@@ -326,19 +340,20 @@ fi
 # ---- table ---------------------------------------------------------------------------------------
 tps() { echo "${TPS[$1]:-—}"; } # tps TARGET,MODE,CLIENTS — or "—" when not measured
 lat() { echo "${LAT[$1]:-—}"; }
+cpu() { echo "${CPU[$1]:-—}"; }
 ratio() { # a/b with 2 decimals, "—" unless both are numbers
     awk -v a="$1" -v b="$2" 'BEGIN {
         if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else printf "—" }'
 }
 TABLE=$WORK/table.md
 {
-    echo "| workload | mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms | pgbouncer CPU µs/tx | shardgate CPU µs/tx |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for k in "${CELLS[@]}"; do
         IFS=, read -r workload mode clients <<<"$k"
         d=$(tps "direct,$k") p=$(tps "pgbouncer,$k") s=$(tps "shardgate,$k")
         [[ $workload == select ]] && name=select-only || name=TPC-B-like
-        echo "| $name | $mode | $clients | $d | $p | $s | $(ratio "$s" "$p") | $(ratio "$s" "$d") | $(lat "direct,$k") | $(lat "pgbouncer,$k") | $(lat "shardgate,$k") |"
+        echo "| $name | $mode | $clients | $d | $p | $s | $(ratio "$s" "$p") | $(ratio "$s" "$d") | $(lat "direct,$k") | $(lat "pgbouncer,$k") | $(lat "shardgate,$k") | $(cpu "pgbouncer,$k") | $(cpu "shardgate,$k") |"
     done
 } >"$TABLE"
 
