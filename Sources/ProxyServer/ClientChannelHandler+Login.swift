@@ -169,6 +169,9 @@ extension ClientChannelHandler: BackendLeaser {
         self.leases.append((lease, connection))
         self.engine!.leaseGranted(lease, backend: connection.state, context: &self.loop.routing)
         self.performEngineActions()
+        // Granted at once while the client's read is processed: the rest of that read (a Bind's Describe,
+        // Execute and Sync) is still to be written, and channelReadComplete flushes it all in one write.
+        guard !self.processingClientRead else { return }
         self.flushBackends()
         self.flushClient()
     }

@@ -43,6 +43,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// While a client read is processed: its buffer, the frame being processed, and the run of frames to
     /// be forwarded to one lease as one slice.
     private var readBuffer: ByteBuffer?
+    /// Whether a client read is being processed now (its channelReadComplete, which flushes, is still to come).
+    var processingClientRead: Bool { self.readBuffer != nil }
     private var currentFrame = 0..<0
     private var forwardLease: Int?
     private var forwardRange = 0..<0
