@@ -169,11 +169,7 @@ extension ClientChannelHandler: BackendLeaser {
         self.leases.append((lease, connection))
         self.engine!.leaseGranted(lease, backend: connection.state, context: &self.loop.routing)
         self.performEngineActions()
-        // Granted at once while the client's read is processed: the rest of that read (a Bind's Describe,
-        // Execute and Sync) is still to be written, and channelReadComplete flushes it all in one write.
-        guard !self.processingClientRead else { return }
-        self.flushBackends()
-        self.flushClient()
+        self.flushUnlessReading()
     }
 
     func backendUnavailable(_ error: ErrorNoticeFields, lease: Int) {
@@ -186,7 +182,6 @@ extension ClientChannelHandler: BackendLeaser {
         guard self.engine != nil else { return }
         self.engine!.leaseFailed(lease, error: error, context: &self.loop.routing)
         self.performEngineActions()
-        self.flushBackends()
-        self.flushClient()
+        self.flushUnlessReading()
     }
 }

@@ -43,8 +43,6 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// While a client read is processed: its buffer, the frame being processed, and the run of frames to
     /// be forwarded to one lease as one slice.
     private var readBuffer: ByteBuffer?
-    /// Whether a client read is being processed now (its channelReadComplete, which flushes, is still to come).
-    var processingClientRead: Bool { self.readBuffer != nil }
     private var currentFrame = 0..<0
     private var forwardLease: Int?
     private var forwardRange = 0..<0
@@ -148,6 +146,15 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         guard !self.backendsToFlush.isEmpty else { return }
         for connection in self.backendsToFlush { connection.handler.flush() }
         self.backendsToFlush.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes after a pool called back. A pool that answers at once does so while the client's read is
+    /// processed: the rest of that read (a Bind's Describe, Execute and Sync) is still to be written, and
+    /// channelReadComplete flushes it all in one write.
+    func flushUnlessReading() {
+        guard self.readBuffer == nil else { return }
+        self.flushBackends()
+        self.flushClient()
     }
 
     func flushClient() {
