@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 
+from conftest import free_port
 from sgtest import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +31,9 @@ def test_dev_starts_a_two_shard_cluster_with_replicas_and_stops_it_on_ctrl_c(sg_
     log = open(tmp_path / "dev.log", "w+")
     proc = subprocess.Popen(
         [str(sg_env.bin), "dev", "--reset", "--dir", str(cluster), "--base-port", str(BASE_PORT),
-         "--listen", f"127.0.0.1:{LISTEN_PORT}"],
+         "--listen", f"127.0.0.1:{LISTEN_PORT}",
+         # Not the default admin port 9930: that is the `shardgate dev` a user may be running.
+         "--admin", f"127.0.0.1:{free_port()}"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: _listening(LISTEN_PORT) or proc.poll() is not None, timeout=90,

@@ -221,7 +221,7 @@ struct LagMonitorTests {
 
     @Test func aReplicaNobodyListensForIsUnreachable() async throws {
         var map = try Self.map()
-        let port = try Self.unusedPort()
+        let port = try TestCluster.unusedPort()
         map.shards[0].replicas = [PostgresURL(host: "127.0.0.1", port: port, database: "app")]
         let running = RunningLagMonitor(map: map)
         let snapshot = try await running.wait("the replica reported unreachable") { snapshot in
@@ -238,7 +238,7 @@ struct LagMonitorTests {
 
     @Test func aServerThatAcceptsButNeverAnswersTimesOut() async throws {
         var map = try Self.map(pollMs: 50)
-        let (socket, port) = try Self.silentListener()
+        let (socket, port) = try TestCluster.silentListener()
         defer { close(socket) }
         map.shards[0].replicas = [PostgresURL(host: "127.0.0.1", port: port, database: "app")]
         let running = RunningLagMonitor(map: map, sampleTimeout: .milliseconds(300))
@@ -280,39 +280,5 @@ struct LagMonitorTests {
         let sequence = snapshot.sequence
         try await running.wait("samples of the new map") { $0.sequence > sequence + 4 }
         await running.stop()
-    }
-
-    // MARK: Sockets
-
-    /// A loopback port nothing listens on (bound, then closed).
-    static func unusedPort() throws -> Int {
-        let (socket, port) = try self.bind()
-        close(socket)
-        return port
-    }
-
-    /// A listening socket that never accepts: connects complete (backlog), nothing ever answers.
-    static func silentListener() throws -> (Int32, Int) {
-        let (socket, port) = try self.bind()
-        guard listen(socket, 16) == 0 else { throw ExpectationFailed("listen failed") }
-        return (socket, port)
-    }
-
-    private static func bind() throws -> (Int32, Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ExpectationFailed("socket failed") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw ExpectationFailed("bind failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 }

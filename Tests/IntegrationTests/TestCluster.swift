@@ -55,10 +55,12 @@ final class RunningProxy {
         try JSONSerialization.data(withJSONObject: json).write(to: mapURL)
         self.stderrPath = directory.appendingPathComponent("stderr.log").path
         _ = FileManager.default.createFile(atPath: self.stderrPath, contents: nil)
-        self.port = Int.random(in: 17000...17999)
+        self.port = try TestCluster.unusedPort()
         self.process = Process()
         self.process.executableURL = URL(fileURLWithPath: binary)
-        self.process.arguments = ["serve", "--map", mapURL.path, "--listen", "127.0.0.1:\(self.port)"]
+        // An admin port of its own too: the default (9930) belongs to a `shardgate dev` that may be running.
+        self.process.arguments = ["serve", "--map", mapURL.path, "--listen", "127.0.0.1:\(self.port)",
+                                  "--admin", "127.0.0.1:\(try TestCluster.unusedPort())"]
         self.process.environment = TestCluster.environment.merging(extraEnvironment) { _, new in new }
         self.process.standardError = FileHandle(forWritingAtPath: self.stderrPath)
         self.process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
@@ -84,6 +86,15 @@ final class RunningProxy {
         if self.process.isRunning {
             self.process.terminate()
         }
+        // It drains within its 10-second grace; one that does not is killed, so that a hung proxy fails
+        // its test instead of stopping the whole run.
+        let deadline = Date().addingTimeInterval(15)
+        while self.process.isRunning, Date() < deadline {
+            usleep(50_000)
+        }
+        if self.process.isRunning {
+            kill(self.process.processIdentifier, SIGKILL)
+        }
         self.process.waitUntilExit()
         return (self.process.terminationStatus, (try? String(contentsOfFile: self.stderrPath, encoding: .utf8)) ?? "")
     }
@@ -102,4 +113,45 @@ final class RunningProxy {
             }
         }
     }
+}
+
+// MARK: Sockets
+
+extension TestCluster {
+    /// A loopback port nothing listens on (bound, then closed).
+    static func unusedPort() throws -> Int {
+        let (socket, port) = try self.bind()
+        close(socket)
+        return port
+    }
+
+    /// A listening socket that never accepts: connects complete (backlog), nothing ever answers.
+    static func silentListener() throws -> (Int32, Int) {
+        let (socket, port) = try self.bind()
+        guard listen(socket, 16) == 0 else { throw SocketFailure("listen failed") }
+        return (socket, port)
+    }
+
+    private static func bind() throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw SocketFailure("socket failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw SocketFailure("bind failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+}
+
+struct SocketFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
