@@ -188,6 +188,9 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
         }
         let adminUp = AsyncStream<Result<SocketAddress, any Error>>.makeStream()
         tasks.addTask {
+            // However the admin server ends, the wait below ends with it (a run that returned before it
+            // listened would otherwise leave startup waiting forever, deaf to SIGTERM).
+            defer { adminUp.continuation.finish() }
             do {
                 try await admin.run { address in adminUp.continuation.yield(.success(address)) }
                 return nil
@@ -219,6 +222,9 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
             monitor.shutdown()
             tasks.cancelAll()
             for await result in tasks where result != nil && failure == nil { failure = result }
+            if failure == nil, adminAddress == nil {
+                failure = ListenFailure(description: "admin port: \(adminHost):\(adminPort) stopped before it listened")
+            }
             return failure
         }
         logger.info("shardgate listening", metadata: ["address": "\(address)", "admin": "\(adminAddress)",
