@@ -186,25 +186,21 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
             await server.recoverTwoPhaseCommits(log: twoPhaseLog, environment: environment)
             return nil
         }
-        let adminUp = AsyncStream<Result<SocketAddress, any Error>>.makeStream()
+        // Yields the admin address once it listens; finishes whenever the admin server ends, so the wait
+        // below cannot outlive it (a run that returned before listening would leave startup deaf to SIGTERM).
+        let adminUp = AsyncStream<SocketAddress>.makeStream()
         tasks.addTask {
-            // However the admin server ends, the wait below ends with it (a run that returned before it
-            // listened would otherwise leave startup waiting forever, deaf to SIGTERM).
             defer { adminUp.continuation.finish() }
             do {
-                try await admin.run { address in adminUp.continuation.yield(.success(address)) }
+                try await admin.run { address in adminUp.continuation.yield(address) }
                 return nil
             } catch {
-                adminUp.continuation.yield(.failure(error))
                 return error
             }
         }
         var adminAddress: SocketAddress?
-        for await result in adminUp.stream {
-            switch result {
-            case .success(let bound): adminAddress = bound
-            case .failure: break
-            }
+        for await bound in adminUp.stream {
+            adminAddress = bound
             break
         }
         var address: SocketAddress?
