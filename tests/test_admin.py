@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conftest import free_port
 from sgtest import wait_until
 
 TOKEN = "t0ken-for-tests"
@@ -377,3 +379,34 @@ def test_shardctl_map_show_and_validate(proxy, sg_env, tmp_path):
                              capture_output=True, text=True, timeout=30)
     assert invalid.returncode == 1
     assert "shardmap: slots" in invalid.stderr and "not owned" in invalid.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# startup failures
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("taken", ["admin", "listen"])
+def test_serve_exits_1_when_a_port_is_taken(proxy_factory, sg_env, tmp_path, taken):
+    """A port held by another process: `shardgate serve` says which and exits 1 at once, every time, with the lag
+    monitor, collation lookup and two-phase recovery already talking to the real cluster (a proxy once stayed
+    alive here, deaf to SIGTERM)."""
+    map_path = tmp_path / "shardmap.json"
+    map_path.write_text(json.dumps(proxy_factory.make_map(replicas=True)))
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    held = holder.getsockname()[1]
+    listen = held if taken == "listen" else free_port()
+    admin = held if taken == "admin" else free_port()
+    expected = (f"admin port: cannot listen on 127.0.0.1:{held}: " if taken == "admin"
+                else f"cannot listen on 127.0.0.1:{held}: ")
+    try:
+        for _ in range(5):
+            result = subprocess.run(
+                [str(sg_env.bin), "serve", "--map", str(map_path), "--listen", f"127.0.0.1:{listen}",
+                 "--admin", f"127.0.0.1:{admin}"],
+                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert result.returncode == 1, result.stderr
+            assert expected in result.stderr and "in use" in result.stderr, result.stderr
+    finally:
+        holder.close()

@@ -73,8 +73,17 @@ public final class LagMonitor: Sendable {
         self.state.withLockedValue { $0.stopped = true }
     }
 
-    /// Polls until `shutdown()` or cancellation.
+    /// Polls until `shutdown()` or cancellation. Cancellation is turned into `shutdown()`: the pollers themselves
+    /// are never cancelled (see `uncancelled`) and stop between samples.
     public func run() async {
+        await withTaskCancellationHandler {
+            await self.pollUntilStopped()
+        } onCancel: {
+            self.shutdown()
+        }
+    }
+
+    private func pollUntilStopped() async {
         while !Task.isCancelled {
             let (generation, map, stopped) = self.state.withLockedValue { ($0.generation, $0.map, $0.stopped) }
             if stopped { return }
@@ -91,9 +100,14 @@ public final class LagMonitor: Sendable {
                         value += 1
                         return value
                     }
-                    let probe = LagMonitorProbe(target: target, eventLoop: self.eventLoopGroup.next(), timeout: timeout,
-                                                poll: poll, id: id, logger: self.logger)
-                    group.addTask { await self.poll(probe, every: poll, generation: generation) }
+                    let eventLoop = self.eventLoopGroup.next()
+                    group.addTask {
+                        await uncancelled {
+                            let probe = LagMonitorProbe(target: target, eventLoop: eventLoop, timeout: timeout,
+                                                        poll: poll, id: id, logger: self.logger)
+                            await self.poll(probe, every: poll, generation: generation)
+                        }
+                    }
                 }
             }
         }

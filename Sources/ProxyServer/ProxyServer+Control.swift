@@ -126,7 +126,7 @@ extension ProxyServer {
     /// every second until it has it. Returns at once when `learnCollationOnce` already did.
     public func learnCollation() async {
         while !Task.isCancelled {
-            if await self.learnCollationOnce(connectTimeout: .seconds(5)) { return }
+            if await uncancelled({ await self.learnCollationOnce(connectTimeout: .seconds(5)) }) { return }
             try? await Task.sleep(for: .seconds(1))
         }
     }

@@ -18,7 +18,7 @@ struct TwoPhaseRecovery: Sendable {
 
     func run() async {
         while !Task.isCancelled {
-            await self.resolveOnce()
+            await uncancelled { await self.resolveOnce() }
             try? await Task.sleep(for: self.interval)
         }
     }
