@@ -198,11 +198,8 @@ func runProxy(map: ShardMap, mapPath: String?, options: ProxyOptions, environmen
                 return error
             }
         }
-        var adminAddress: SocketAddress?
-        for await bound in adminUp.stream {
-            adminAddress = bound
-            break
-        }
+        var adminStarted = adminUp.stream.makeAsyncIterator()
+        let adminAddress = await adminStarted.next()
         var address: SocketAddress?
         var failure: (any Error)?
         if adminAddress != nil {
