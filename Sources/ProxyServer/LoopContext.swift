@@ -53,6 +53,9 @@ final class LoopContext {
     let poolSize: Int
     /// `servers[shard][0]` is the shard's primary, `servers[shard][1 + i]` its replica `i` (follows map swaps).
     private(set) var servers: [[BackendServer]]
+    /// The pools of `servers`, laid out the same way, filled as they are first asked for: a statement's pool
+    /// is found by index, without hashing a server's strings.
+    private var targetPools: [[BackendPool?]]
     /// Sessions with statements waiting for paused slots.
     private var pauseWaiters: [ObjectIdentifier: ClientChannelHandler] = [:]
 
@@ -61,6 +64,7 @@ final class LoopContext {
         self.poolSize = poolSize
         self.routing = RoutingContext(map: shared.map)
         self.servers = shared.servers
+        self.targetPools = shared.servers.map { [BackendPool?](repeating: nil, count: $0.count) }
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -76,7 +80,11 @@ final class LoopContext {
 
     /// The pool of a routing target.
     func pool(for target: BackendTarget) -> BackendPool {
-        self.pool(for: self.servers[target.shard][target.replica.map { $0 + 1 } ?? 0])
+        let index = target.replica.map { $0 + 1 } ?? 0
+        if let pool = self.targetPools[target.shard][index] { return pool }
+        let pool = self.pool(for: self.servers[target.shard][index])
+        self.targetPools[target.shard][index] = pool
+        return pool
     }
 
     /// A new map version: statements from now on are routed by it (sessions keep the backends they hold).
@@ -84,6 +92,7 @@ final class LoopContext {
         self.routing.updateMap(map)
         self.routing.addReplicaFences(fences)
         self.servers = servers
+        self.targetPools = servers.map { [BackendPool?](repeating: nil, count: $0.count) }
     }
 
     // MARK: pausing slots

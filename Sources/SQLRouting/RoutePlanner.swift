@@ -11,6 +11,7 @@ public enum RoutePlanner {
     public static func plan(
         _ analysis: SQLAnalysis, map: ShardMap, parameters: BindParameters = BindParameters()
     ) throws(RouteError) -> RoutePlan {
+        if let plan = singleKeyPlan(analysis, map: map, parameters: parameters) { return plan }
         let kinds = analysis.statements.map(\.kind)
         var needsPrimary = false
         var isWrite = false
@@ -55,6 +56,34 @@ public enum RoutePlanner {
         var plan = RoutePlan(target: combined ?? .anyShard, needsPrimary: needsPrimary, isWrite: isWrite, kinds: kinds,
                              insertRowsByShard: rows, resultShape: shape, copyIn: copyIn)
         plan.slots = touched
+        return plan
+    }
+
+    /// The plan of the commonest statement, found without the general planner's sets and arrays: one
+    /// read or write of one sharded table whose key equals one value (`WHERE id = 42`, `WHERE id = $1`).
+    /// `nil` for every other shape, and when the value is not a single known slot, so that the general
+    /// planner decides (and reports) them.
+    private static func singleKeyPlan(
+        _ analysis: SQLAnalysis, map: ShardMap, parameters: BindParameters
+    ) -> RoutePlan? {
+        guard analysis.override == nil, analysis.statements.count == 1 else { return nil }
+        let statement = analysis.statements[0]
+        switch statement.kind {
+        case .read, .write: break
+        default: return nil
+        }
+        guard statement.occurrences.count == 1, !statement.broadcast, statement.unsupported == nil,
+              statement.updatedShardKey == nil, statement.copyIn == nil else { return nil }
+        let occurrence = statement.occurrences[0]
+        guard case .sharded(_, let type) = occurrence.placement, occurrence.insertRows == nil,
+              case .values(let sources)? = occurrence.key, sources.count == 1 else { return nil }
+        let evaluator = KeyEvaluator(analysis: analysis, parameters: parameters, slotCount: map.slotCount)
+        guard case .slots(let slots) = evaluator.evaluate(sources[0], type: type), slots.count == 1 else { return nil }
+        var plan = RoutePlan(target: .shard(map.shardIndex(ofSlot: slots.first!)),
+                             needsPrimary: statement.kind.needsPrimary(locksRows: statement.locksRows),
+                             isWrite: statement.kind.isWrite, kinds: [statement.kind],
+                             resultShape: statement.resultShape)
+        plan.slots = slots
         return plan
     }
 
