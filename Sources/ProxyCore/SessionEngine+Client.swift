@@ -52,6 +52,43 @@ extension SessionEngine {
         return shards.count == shardCount ? .all : .multi
     }
 
+    /// The shards a plan runs on, in shard order. A plan on one shard (almost every statement) is `one`,
+    /// found without building a set or an array.
+    enum PlanShards {
+        /// Any one shard (the engine picks).
+        case any
+        case one(Int)
+        /// Two or more, sorted.
+        case several([Int])
+
+        init(_ plan: RoutePlan, shardCount: Int) {
+            switch plan.target {
+            case .shard(let index): self = .one(index)
+            case .anyShard: self = .any
+            case .shards, .allShards:
+                let sorted = plan.shardIndexes(shardCount: shardCount)!.sorted()
+                self = sorted.count == 1 ? .one(sorted[0]) : .several(sorted)
+            }
+        }
+
+        /// The first (or only) shard; nil for `any`.
+        var first: Int? {
+            switch self {
+            case .any: return nil
+            case .one(let index): return index
+            case .several(let indexes): return indexes.first
+            }
+        }
+
+        func route(shardCount: Int) -> RouteKind {
+            switch self {
+            case .any: return .any
+            case .one: return .single
+            case .several(let indexes): return indexes.count == shardCount ? .all : .multi
+            }
+        }
+    }
+
     /// Paused slots were resumed: statements that waited for them go now.
     public mutating func resume(context: inout RoutingContext) {
         self.settle(context: &context)
@@ -239,24 +276,24 @@ extension SessionEngine {
             return self.refuse(Self.error(error), simpleQuery: true)
         }
         if self.waitsForPause(plan, context: context) { return false }
-        let controls = plan.kinds.filter { if case .transaction = $0 { return true } else { return false } }
+        let hasControl = plan.kinds.contains { if case .transaction = $0 { return true } else { return false } }
         let effect = SessionEffect(analysis: analysis, sql: sql, inTransaction: self.transaction != nil)
-        let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
+        let shards = PlanShards(plan, shardCount: context.map.shards.count)
 
-        if let shards, shards.count > 1 {
-            guard controls.isEmpty else {
+        if case .several(let shards) = shards {
+            guard !hasControl else {
                 return self.refuse(ProxyErrors.unsupported("transaction control in a query string whose statements run on "
                     + "several shards; send BEGIN, COMMIT and ROLLBACK on their own"), simpleQuery: true)
             }
             return self.scatterQuery(frame, sql: sql, analysis: analysis, plan: plan, shards: shards, effect: effect,
                                      hidesPosition: hidesPosition, context: &context, current: current)
         }
-        if !controls.isEmpty, self.leases.filter(\.participant).count > 1 {
+        if hasControl, self.leases.filter(\.participant).count > 1 {
             return self.refuse(ProxyErrors.unsupported("transaction control in a query string with other statements "
                 + "while the transaction spans several shards; send COMMIT or ROLLBACK on its own"), simpleQuery: true)
         }
-        let primary = plan.needsPrimary || plan.isWrite || !controls.isEmpty || effect.needsPrimary
-        let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
+        let primary = plan.needsPrimary || plan.isWrite || hasControl || effect.needsPrimary
+        let choice = shards.first.map { self.choose(shard: $0, primary: primary, context: &context) }
             ?? self.chooseAny(primary: primary, context: &context)
         // A statement whose effect on the session is recorded when it succeeds goes alone, so that the
         // next ReadyForQuery is its own.
@@ -266,8 +303,8 @@ extension SessionEngine {
         }
         guard self.isReady(for: choice) else { return false }
         let id = self.lease(for: choice)
-        self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
-        self.noteDispatch(Self.route(plan, shards: shards, shardCount: context.map.shards.count),
+        self.noteUnit(effect, plan: plan, lease: id, shard: shards.first)
+        self.noteDispatch(shards.route(shardCount: context.map.shards.count),
                           primary: self.leases.first { $0.id == id }?.target.isPrimary ?? true, context: context)
         self.enqueue(.frame(frame, .init(.query, .relay, hidesPosition: hidesPosition)), to: id, current: current)
         if analysis.statements.count == 1, analysis.statements[0].discardsAll, self.transaction == nil {
@@ -291,7 +328,12 @@ extension SessionEngine {
     /// the setting to record when it succeeds, the fence to set when a write completes.
     mutating func noteUnit(_ effect: SessionEffect, plan: RoutePlan?, lease id: LeaseID, shard: Int?) {
         if let plan {
-            if let slots = plan.slots, let known = self.touched { self.touched = known.union(slots) } else { self.touched = nil }
+            if let slots = plan.slots, let known = self.touched {
+                // Sharing the plan's set when nothing was touched yet (every autocommit statement) copies nothing.
+                self.touched = known.isEmpty ? slots : known.union(slots)
+            } else {
+                self.touched = nil
+            }
         }
         guard let i = self.index(of: id) else { return }
         if effect.pins || self.pinNext {

@@ -121,13 +121,13 @@ extension SessionEngine {
         }
         if self.waitsForPause(plan, context: context) { return false }
         let effect = SessionEffect(analysis: analysis, sql: statement.key.sql, inTransaction: self.transaction != nil)
-        let shards = plan.shardIndexes(shardCount: context.map.shards.count).map { $0.sorted() }
-        if let shards, shards.count > 1 {
+        let shards = PlanShards(plan, shardCount: context.map.shards.count)
+        if case .several(let shards) = shards {
             return self.bindScatter(frame, bind: bind, statement: statement, analysis: analysis, plan: plan,
                                     shards: shards, effect: effect, context: &context)
         }
         let primary = plan.needsPrimary || plan.isWrite
-        let choice = shards.map { self.choose(shard: $0[0], primary: primary, context: &context) }
+        let choice = shards.first.map { self.choose(shard: $0, primary: primary, context: &context) }
             ?? self.chooseAny(primary: primary, context: &context)
         if effect.needsOwnReadyForQuery, let busy = self.inFlight, busy != Self.source(choice) {
             self.flushOut(busy)
@@ -136,7 +136,7 @@ extension SessionEngine {
         guard self.isReady(for: choice) else { return false }
         let id = self.lease(for: choice)
         self.sendHeld(to: [id])
-        self.noteUnit(effect, plan: plan, lease: id, shard: shards?.first)
+        self.noteUnit(effect, plan: plan, lease: id, shard: shards.first)
         if let statementID = statement.id {
             self.enqueue(.statement(statementID, statement.key), to: id)
             self.enqueue(.bytes(Self.rebind(bind, statement: BackendState.statementName(statementID), allocator: self.allocator),
