@@ -8,12 +8,23 @@ extension SessionEngine {
     // MARK: entry points
 
     /// A message from the client. Sends it on, answers it, or keeps it until the answers in flight are in.
+    ///
+    /// The caller keeps the frame's bytes readable until it calls `clientFrameHandled()`, after performing
+    /// the actions this returns: `.forward` sends them from there.
     public mutating func clientFrame(_ frame: PGFrame, context: inout RoutingContext) {
         guard !self.closed else { return }
+        self.frameSerial &+= 1
+        self.handlingFrame = self.frameSerial
         if self.waitingHead < self.waiting.count || !self.process(frame, context: &context, current: true) {
             self.waiting.append(frame)
         }
         self.settle(context: &context)
+    }
+
+    /// The frame last given to `clientFrame` is no longer readable by the caller: from now on its bytes
+    /// are copied wherever they still have to go.
+    public mutating func clientFrameHandled() {
+        self.handlingFrame = 0
     }
 
     /// The client connection is gone: every lease is disposed of, the client's statements released.

@@ -116,6 +116,8 @@ extension SessionEngine {
             let id = self.nextLeaseID
             self.nextLeaseID += 1
             var lease = Lease(id: id, target: target)
+            swap(&lease.queued, &self.spareQueue)
+            swap(&lease.tracker, &self.spareTracker)
             lease.participant = self.transaction != nil
             lease.acquireLater = grouped
             self.leases.append(lease)
@@ -192,6 +194,7 @@ extension SessionEngine {
         if self.leases[i].isAttached, self.leases[i].after == nil, self.leases[i].gate.isEmpty {
             self.perform(op, at: i, current: current)
         } else {
+            if current { self.leases[i].queuedCurrent = (self.frameSerial, self.leases[i].queued.count) }
             self.leases[i].queued.append(op)
         }
     }
@@ -377,10 +380,22 @@ extension SessionEngine {
     }
 
     private mutating func performQueued(at i: Int) {
-        let queued = self.leases[i].queued
-        self.leases[i].queued = []
-        for op in queued {
-            self.perform(op, at: i, current: false)
+        var queued: [Queued] = []
+        swap(&queued, &self.leases[i].queued)
+        // A lease granted while the frame queued on it is still being handled (a pool with an idle
+        // connection answers at once) forwards that frame's bytes rather than copying them.
+        var current: Int?
+        if let mark = self.leases[i].queuedCurrent, mark.frame == self.handlingFrame, self.handlingFrame != 0 {
+            current = mark.index
+        }
+        self.leases[i].queuedCurrent = nil
+        for (index, op) in queued.enumerated() {
+            self.perform(op, at: i, current: index == current)
+        }
+        if self.leases[i].queued.isEmpty {
+            // Keep the storage (nothing was queued meanwhile).
+            queued.removeAll(keepingCapacity: true)
+            swap(&queued, &self.leases[i].queued)
         }
     }
 
@@ -554,6 +569,15 @@ extension SessionEngine {
         }
     }
 
+    /// Whether `leases[i]` has nothing in flight, no open batch or transaction, is not pinned or in a group.
+    /// (Looked at in place: a copy would share its arrays, and the release could not reuse them.)
+    private func isReleasable(at i: Int) -> Bool {
+        let id = self.leases[i].id
+        return self.leases[i].isAttached && !self.leases[i].isBusy && !self.leases[i].batchOpen
+            && self.leases[i].status == .idle && !self.leases[i].participant && !self.leases[i].pinned
+            && self.leases[i].member == nil && !self.leases[i].copyIn && self.batch != .lease(id)
+    }
+
     /// Releases leases with nothing in flight, no open batch or transaction, not pinned, not in a group.
     mutating func releaseFinished() {
         if let group = self.group, group.combiner.isComplete,
@@ -562,11 +586,14 @@ extension SessionEngine {
         }
         var i = 0
         while i < self.leases.count {
-            let lease = self.leases[i]
-            if lease.isAttached, !lease.isBusy, !lease.batchOpen, lease.status == .idle, !lease.participant,
-               !lease.pinned, lease.member == nil, !lease.copyIn, self.batch != .lease(lease.id) {
-                self.leases.remove(at: i)
-                self.emit(.release(lease.id))
+            if self.isReleasable(at: i) {
+                var released = self.leases.remove(at: i)
+                self.emit(.release(released.id))
+                // Not busy: its queue and tracker are empty; the next lease reuses their storage.
+                released.queued.removeAll(keepingCapacity: true)
+                released.tracker.removeAll()
+                swap(&released.queued, &self.spareQueue)
+                swap(&released.tracker, &self.spareTracker)
             } else {
                 i += 1
             }

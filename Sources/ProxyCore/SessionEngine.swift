@@ -141,6 +141,8 @@ public struct SessionEngine {
         /// Not asked of its pool yet: a member of a group over several shards that waits until the session
         /// holds a backend (`acquireDeferred`).
         var acquireLater = false
+        /// `queued[index]` holds the frame that was being handled when it was queued (serial `frame`).
+        var queuedCurrent: (frame: UInt64, index: Int)?
 
         var isAttached: Bool { self.backend != nil }
         var isBusy: Bool { !self.tracker.isEmpty || self.queued.contains(where: \.isAnswered) }
@@ -194,6 +196,15 @@ public struct SessionEngine {
     let shardNames: [String]
     var leases: [Lease] = []
     var nextLeaseID = 1
+    /// The queue and tracker storage of the last lease released, emptied, for the next new lease: an
+    /// autocommit statement then allocates neither.
+    var spareQueue: [Queued] = []
+    var spareTracker = ResponseTracker()
+    /// Counts the client frames given to `clientFrame`.
+    var frameSerial: UInt64 = 0
+    /// `frameSerial` while the caller still holds that frame's bytes (`clientFrame` until
+    /// `clientFrameHandled`), else 0: a lease granted meanwhile forwards them instead of copying them.
+    var handlingFrame: UInt64 = 0
     var group: Group?
     /// The current group's combined ReadyForQuery was counted.
     var groupAnswered = false

@@ -114,6 +114,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                     self.currentFrame = start..<buffer.readerIndex
                     self.engine!.clientFrame(frame, context: &self.loop.routing)
                     self.performEngineActions()
+                    self.engine?.clientFrameHandled()
                 } else {
                     self.perform(self.machine.clientFrameReceived(frame), context: context)
                 }

@@ -88,7 +88,23 @@ struct EngineHarness {
         for frame in frames {
             self.engine.clientFrame(frame, context: &self.context)
             out += self.drain()
+            self.engine.clientFrameHandled()
         }
+        return out
+    }
+
+    /// `frame` from the client, with every lease it asks for granted while it is still being handled, as
+    /// a pool with an idle connection does: the actions of both.
+    mutating func clientGrantingAtOnce(_ frame: PGFrame) -> [SessionEngine.Action] {
+        self.engine.clientFrame(frame, context: &self.context)
+        var out = self.drain()
+        for id in out.acquiredIDs {
+            let state = BackendState(server: "fake \(id)", parameters: BackendParameters(defaults: Fixture.backendDefaults))
+            self.backends[id] = state
+            self.engine.leaseGranted(id, backend: state, context: &self.context)
+            out += self.drain()
+        }
+        self.engine.clientFrameHandled()
         return out
     }
 

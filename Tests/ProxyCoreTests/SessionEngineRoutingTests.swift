@@ -23,6 +23,41 @@ import Testing
         #expect(h.engine.isIdle)
     }
 
+    @Test func aLeaseGrantedWhileItsFrameIsHandledForwardsTheFrameInsteadOfCopyingIt() {
+        var h = H()
+        let select = Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")
+        let actions = h.clientGrantingAtOnce(select)
+        let id = actions.acquiredIDs[0]
+        #expect(actions.forwarded == [id])
+        #expect(actions.written(to: id, current: select).map(\.queryText) == [select.sql])
+        #expect(!actions.contains { if case .write = $0 { return true } else { return false } })
+        #expect(h.reply(id, answer(["a"])).relayed == answer(["a"]))
+        // The next statement reuses the released lease's storage and is forwarded the same way.
+        let next = Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS0)")
+        let again = h.clientGrantingAtOnce(next)
+        #expect(again.forwarded == again.acquiredIDs)
+        #expect(h.reply(again.acquiredIDs[0], answer(["b"])).relayed == answer(["b"]))
+        #expect(h.engine.isIdle)
+    }
+
+    @Test func aTransactionsFirstStatementGrantedAtOnceFollowsItsBegin() {
+        var h = H()
+        h.client(Frames.query("BEGIN"))
+        let select = Frames.query("SELECT * FROM users WHERE id = \(H.keyOnS1)")
+        let actions = h.clientGrantingAtOnce(select)
+        let id = actions.acquiredIDs[0]
+        // The injected BEGIN is written first, then the client's frame is forwarded from its read.
+        #expect(actions.written(to: id, current: select).compactMap(\.queryText) == ["BEGIN", select.sql])
+        let order = actions.compactMap { action -> String? in
+            switch action {
+            case .write(let lease, _) where lease == id: return "write"
+            case .forward(let lease) where lease == id: return "forward"
+            default: return nil
+            }
+        }
+        #expect(order == ["write", "forward"])
+    }
+
     @Test func aKeyedWriteRunsOnTheOwnersPrimary() {
         var h = H()
         let actions = h.client(Frames.query("INSERT INTO users (id, name) VALUES (\(H.keyOnS0), 'x')"))
