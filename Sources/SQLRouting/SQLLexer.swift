@@ -20,8 +20,16 @@ enum SQLLexer {
     static let marker: UInt8 = 0x01
 
     static func lex(_ b: UnsafeBufferPointer<UInt8>) -> LexedSQL {
+        var storage: [UInt8] = []
+        return lex(b, storage: &storage)
+    }
+
+    /// `storage`: an array whose capacity the shape may reuse (it is left empty).
+    static func lex(_ b: UnsafeBufferPointer<UInt8>, storage: inout [UInt8]) -> LexedSQL {
         let n = b.count
         var shape: [UInt8] = []
+        swap(&shape, &storage)
+        shape.removeAll(keepingCapacity: true)
         shape.reserveCapacity(n + 8)
         var literals: [SQLLiteral] = []
         var cacheable = true

@@ -10,6 +10,8 @@ public struct SQLRouter: Sendable {
     public private(set) var map: ShardMap
     /// The analysis cache.
     public private(set) var cache: AnalysisCache
+    /// The last lookup's shape key, whose storage the next lookup reuses: a cache hit then allocates no key.
+    private var shapeStorage: [UInt8] = []
 
     /// The default cache size: 4 MiB, a few thousand statement shapes.
     public static let defaultCacheBytes = 4 << 20
@@ -30,7 +32,8 @@ public struct SQLRouter: Sendable {
     /// else parsed (and cached when its shape can stand for it).
     public mutating func analyze(_ sql: String) throws(RouteError) -> SQLAnalysis {
         var text = sql
-        let lexed = text.withUTF8 { SQLLexer.lex($0) }
+        let lexed = text.withUTF8 { SQLLexer.lex($0, storage: &self.shapeStorage) }
+        defer { self.shapeStorage = lexed.shape }
         if lexed.cacheable, let statements = cache.lookup(lexed.shape) {
             let override = lexed.leadingEnd > 0
                 ? text.withUTF8 { RouteOverride.parse(UnsafeBufferPointer(rebasing: $0[..<lexed.leadingEnd])) }
