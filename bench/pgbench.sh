@@ -30,6 +30,10 @@
 #   BENCH_USE_REPLICAS=1      keep the replicas in ShardGate's map (by default they are left out: reads
 #                             would go to replicas while direct and PgBouncer hit a primary; see bench/README.md)
 #   SHARDGATE_BIN=PATH        use this shardgate binary instead of building the release one
+#   BENCH_MALLOCS=2000        transactions per client for the allocation count (0 = skip it): each pooler's
+#                             malloc calls over `pgbench -S -c 16 -t N` (simple, extended), counted by a
+#                             perf uprobe on libc's malloc (root and linux-perf; else skipped, and said so).
+#                             A count, not a time: the same for the same binary whatever else the machine does
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +46,7 @@ BENCH_TPCB_CLIENTS=${BENCH_TPCB_CLIENTS-8 64}
 BENCH_IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-1000}
 BENCH_SKIP_SHARDGATE=${BENCH_SKIP_SHARDGATE:-0}
 BENCH_USE_REPLICAS=${BENCH_USE_REPLICAS:-0}
+BENCH_MALLOCS=${BENCH_MALLOCS:-2000}
 MODES=(simple extended prepared)
 SCALE=10
 
@@ -74,7 +79,7 @@ ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 WORK=$(mktemp -d /tmp/shardgate-bench-run.XXXXXX)
 chmod 755 "$WORK"
 [[ $AS_ROOT -eq 0 ]] || chown postgres: "$WORK"
-SG_PID="" PGB_PID="" CLUSTER_STARTED=0 OK=0
+SG_PID="" PGB_PID="" CLUSTER_STARTED=0 OK=0 MALLOC_PROBE_ADDED=""
 
 cleanup() {
     local rc=$?
@@ -93,6 +98,7 @@ cleanup() {
         for _ in $(seq 1 50); do kill -0 "$PGB_PID" 2>/dev/null || break; sleep 0.1; done
         kill -0 "$PGB_PID" 2>/dev/null && kill -KILL "$PGB_PID"
     fi
+    [[ -z $MALLOC_PROBE_ADDED ]] || perf probe -q -d "$MALLOC_PROBE_ADDED" >/dev/null 2>&1
     if [[ $CLUSTER_STARTED -eq 1 ]]; then
         scripts/pgcluster stop --dir "$CLUSTER_DIR" >&2
     fi
@@ -257,7 +263,7 @@ TARGETS=(direct pgbouncer)
 declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$PGB_PORT [shardgate]=$SG_PORT)
 declare -A DB=([direct]=app [pgbouncer]=app [shardgate]=sharded)
 [[ $BENCH_SKIP_SHARDGATE == 1 ]] || TARGETS+=(shardgate)
-declare -A TPS LAT CPU
+declare -A TPS LAT CPU MALLOC
 declare -A PID_OF=([pgbouncer]=$PGB_PID [shardgate]=${SG_PID:-})
 FAILURES=0
 CLK_TCK=$(getconf CLK_TCK)
@@ -318,6 +324,45 @@ for cell in "${CELLS[@]}"; do
     done
 done
 
+# ---- allocations per transaction -----------------------------------------------------------------
+# malloc calls of each pooler process over a fixed number of transactions, by a perf uprobe on libc's
+# malloc (Swift's allocations and PgBouncer's both end there). Connection setup of the 16 clients falls
+# inside the count too, spread over 16 × BENCH_MALLOCS transactions.
+MALLOCS=$WORK/mallocs.md
+: >"$MALLOCS"
+malloc_probe() { # makes sure the perf event probe_libc:malloc exists (adds the uprobe when it is missing)
+    command -v perf >/dev/null || { log "allocation count skipped: perf not found (apt-get install linux-perf)"; return 1; }
+    [[ $AS_ROOT -eq 1 ]] || { log "allocation count skipped: uprobes need root"; return 1; }
+    local libc
+    libc=$(ldd "$(command -v pgbouncer)" | awk '/libc\.so\.6/{print $3; exit}')
+    [[ -n $libc ]] || { log "allocation count skipped: libc of pgbouncer not found"; return 1; }
+    if ! perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc '; then
+        perf probe -q -x "$libc" --add malloc >"$WORK/perf-probe.log" 2>&1 \
+            || { log "allocation count skipped: perf probe failed ($(tail -n 1 "$WORK/perf-probe.log"))"; return 1; }
+        MALLOC_PROBE_ADDED=probe_libc:malloc
+    fi
+}
+if ((BENCH_MALLOCS > 0)) && malloc_probe; then
+    for mode in simple extended; do
+        for target in "${TARGETS[@]}"; do
+            pid=${PID_OF[$target]:-}
+            [[ -n $pid ]] || continue
+            out=$WORK/mallocs-$target-$mode.log
+            log "allocation count: pgbench -S -M $mode -c 16 -t $BENCH_MALLOCS against $target (pid $pid)"
+            if timeout --kill-after=5 $((RUN_LIMIT * 4)) perf stat -x, -e probe_libc:malloc -p "$pid" -o "$out.perf" -- \
+                pgbench -n -S -M "$mode" -c 16 -j 2 -t "$BENCH_MALLOCS" -h 127.0.0.1 -p "${PORT[$target]}" \
+                -U postgres "${DB[$target]}" >"$out" 2>&1; then
+                MALLOC[$target,$mode]=$(awk -F, -v tx=$((16 * BENCH_MALLOCS)) '$3 ~ /malloc/ { printf "%.2f (%d in all)", $1 / tx, $1; exit }' "$out.perf")
+            else
+                log "allocation count failed against $target ($mode); see $out"
+                MALLOC[$target,$mode]=ERR
+                FAILURES=$((FAILURES + 1))
+            fi
+        done
+        echo "| $mode | 16 | ${MALLOC[pgbouncer,$mode]:-—} | ${MALLOC[shardgate,$mode]:-—} |" >>"$MALLOCS"
+    done
+fi
+
 # ---- idle connections ----------------------------------------------------------------------------
 IDLE=$WORK/idle.md
 : >"$IDLE"
@@ -345,6 +390,13 @@ ratio() { # a/b with 2 decimals, "—" unless both are numbers
     awk -v a="$1" -v b="$2" 'BEGIN {
         if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else printf "—" }'
 }
+mallocs_table() {
+    echo "malloc calls per transaction (pooler process, pgbench -S -t $BENCH_MALLOCS per client, perf uprobe on libc malloc):"
+    echo
+    echo "| mode | clients | pgbouncer mallocs/tx | shardgate mallocs/tx |"
+    echo "|---|---:|---:|---:|"
+    cat "$MALLOCS"
+}
 TABLE=$WORK/table.md
 {
     echo "| workload | mode | clients | direct tps | pgbouncer tps | shardgate tps | shardgate/pgbouncer | shardgate/direct | direct avg ms | pgbouncer avg ms | shardgate avg ms | pgbouncer CPU µs/tx | shardgate CPU µs/tx |"
@@ -361,6 +413,10 @@ echo
 cat "$HEADER"
 echo
 cat "$TABLE"
+if [[ -s $MALLOCS ]]; then
+    echo
+    mallocs_table
+fi
 if [[ -s $IDLE ]]; then
     echo
     echo "Idle client connections (memory of the pooler process, from /proc/PID/status):"
@@ -370,7 +426,7 @@ fi
 
 mkdir -p bench/results
 result=bench/results/pgbench-$(date -u +%Y%m%d-%H%M%S).md
-{ cat "$HEADER"; echo; cat "$TABLE"; [[ ! -s $IDLE ]] || { echo; cat "$IDLE"; }; } >"$result"
+{ cat "$HEADER"; echo; cat "$TABLE"; [[ ! -s $MALLOCS ]] || { echo; mallocs_table; }; [[ ! -s $IDLE ]] || { echo; cat "$IDLE"; }; } >"$result"
 echo
 log "saved to $result"
 
