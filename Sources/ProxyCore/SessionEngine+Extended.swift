@@ -45,9 +45,9 @@ extension SessionEngine {
 
     /// The held Parse messages go to `ids` (all of them: a group) ahead of what follows; with `nil`, to
     /// the default lease (the batch's, a participant, shard 0).
-    mutating func sendHeld(to ids: [LeaseID]? = nil) {
+    mutating func sendHeld(to ids: LeaseIDs? = nil) {
         guard !self.held.isEmpty else { return }
-        let targets: [LeaseID]
+        let targets: LeaseIDs
         if let ids {
             targets = ids
         } else if let batch = self.batch {
@@ -55,26 +55,38 @@ extension SessionEngine {
         } else if let busy = self.inFlight {
             targets = self.ids(of: busy)
         } else if let participant = self.leases.first(where: \.participant) {
-            targets = [participant.id]
+            targets = LeaseIDs(participant.id)
         } else if let any = self.leases.first {
-            targets = [any.id]
+            targets = LeaseIDs(any.id)
         } else {
             return
         }
-        let held = self.held
-        self.held.removeAll(keepingCapacity: true)
+        // Taken out rather than copied, so that its storage is kept for the next batch.
+        var held: [PGFrame] = []
+        swap(&held, &self.held)
         let disposition: ResponseTracker.Disposition = targets.count > 1 ? .combine : .relay
         for frame in held {
-            var payload = frame.payload
-            guard let parse = try? Parse.decode(from: &payload) else { continue }
+            // An unnamed statement's Parse starts with its empty name: it goes as it is, undecoded.
+            let name: String
+            if frame.payload.getInteger(at: frame.payload.readerIndex, as: UInt8.self) == 0 {
+                name = ""
+            } else {
+                var payload = frame.payload
+                guard let parse = try? Parse.decode(from: &payload) else { continue }
+                name = parse.name
+            }
             for id in targets {
-                if parse.name.isEmpty {
+                if name.isEmpty {
                     self.enqueue(.frame(frame, .init(.parse, disposition)), to: id)
                     if let i = self.index(of: id) { self.leases[i].unnamedValid = true }
-                } else if let statement = self.statements[parse.name], let statementID = statement.id {
+                } else if let statement = self.statements[name], let statementID = statement.id {
                     self.enqueue(.prepare(statementID, statement.key, disposition), to: id)
                 }
             }
+        }
+        if self.held.isEmpty {
+            held.removeAll(keepingCapacity: true)
+            swap(&held, &self.held)
         }
         if self.batch == nil, let first = targets.first {
             self.batch = targets.count > 1 ? .group : .lease(first)
@@ -135,7 +147,7 @@ extension SessionEngine {
         }
         guard self.isReady(for: choice) else { return false }
         let id = self.lease(for: choice)
-        self.sendHeld(to: [id])
+        self.sendHeld(to: LeaseIDs(id))
         self.noteUnit(effect, plan: plan, lease: id, shard: shards.first)
         if let statementID = statement.id {
             self.enqueue(.statement(statementID, statement.key), to: id)
@@ -182,7 +194,7 @@ extension SessionEngine {
                                      isWrite: plan.isWrite && self.transaction == nil, context: &context)
         if atomic { self.group?.combiner.holdsReadyForQuery = true }
         if plan.isWrite { self.orderWrites(members) }
-        self.sendHeld(to: members)
+        self.sendHeld(to: LeaseIDs(members))
         let bytes: ByteBuffer
         if let statementID = statement.id {
             bytes = Self.rebind(bind, statement: BackendState.statementName(statementID), allocator: self.allocator)
@@ -251,7 +263,7 @@ extension SessionEngine {
         let combiner = ScatterCombiner(shardNames: names, merger: merger, spec: spec, extendedProtocol: true,
                                        allocator: self.allocator)
         let members = self.makeGroup(shards, primary: plan.needsPrimary, combiner: combiner, context: &context)
-        self.sendHeld(to: members)
+        self.sendHeld(to: LeaseIDs(members))
         var shardBind = bind
         shardBind.statement = ""
         if shardBind.resultFormats.count > 1 {
@@ -308,7 +320,7 @@ extension SessionEngine {
             if let i = self.index(of: id) {
                 self.leases[i].ending = control == .commit && self.clientStatus != .failedTransaction ? .commit : .rollback
             }
-            self.sendHeld(to: [id])
+            self.sendHeld(to: LeaseIDs(id))
             self.enqueue(Self.ensure(statement), to: id)
             self.enqueue(.bytes(Self.rebind(bind, statement: statement.id.map(BackendState.statementName) ?? "",
                                             allocator: self.allocator), [.init(.bind, .relay)]), to: id)
@@ -325,7 +337,7 @@ extension SessionEngine {
             let choice = self.chooseAny(primary: true, context: &context)
             guard self.isReady(for: choice) else { return false }
             let id = self.lease(for: choice)
-            self.sendHeld(to: [id])
+            self.sendHeld(to: LeaseIDs(id))
             self.enqueue(Self.ensure(statement), to: id)
             self.enqueue(.bytes(Self.rebind(bind, statement: statement.id.map(BackendState.statementName) ?? "",
                                             allocator: self.allocator), [.init(.bind, .relay)]), to: id)
@@ -349,14 +361,27 @@ extension SessionEngine {
 
     /// The bind parameters routing reads, from the Bind's values and the statement's declared types.
     static func parameters(_ bind: Bind, statement: ClientStatement, analysis: SQLAnalysis) -> BindParameters {
-        let wanted = analysis.statements.reduce(into: Set<Int>()) { $0.formUnion($1.keyParameters) }
-        guard let highest = wanted.max() else { return BindParameters() }
+        // The parameters that decide a route, as bits when they are among $1...$64 (a set otherwise).
+        var highest = 0
+        var bits: UInt64 = 0
+        for analyzed in analysis.statements {
+            analyzed.forEachKeyParameter { number in
+                highest = max(highest, number)
+                if (1...64).contains(number) { bits |= 1 << UInt64(number - 1) }
+            }
+        }
+        guard highest > 0 else { return BindParameters() }
+        let many = highest > 64
+            ? analysis.statements.reduce(into: Set<Int>()) { $0.formUnion($1.keyParameters) } : []
+        func wanted(_ number: Int) -> Bool {
+            highest > 64 ? many.contains(number) : bits & (1 << UInt64(number - 1)) != 0
+        }
         var values: [BindParameter] = []
         values.reserveCapacity(highest)
         for number in 1...highest {
             let index = number - 1
             guard index < bind.parameters.count else { break }
-            guard wanted.contains(number) else {
+            guard wanted(number) else {
                 values.append(.null)
                 continue
             }

@@ -332,10 +332,10 @@ extension SessionEngine {
         if source == .group { self.endGroup() }
     }
 
-    func ids(of source: Source) -> [LeaseID] {
+    func ids(of source: Source) -> LeaseIDs {
         switch source {
-        case .lease(let id): return [id]
-        case .group: return self.group?.members ?? []
+        case .lease(let id): return LeaseIDs(id)
+        case .group: return LeaseIDs(self.group?.members ?? [])
         }
     }
 

@@ -211,7 +211,7 @@ extension SessionEngine {
                 let choice = self.chooseAny(primary: false, context: &context)
                 guard self.isReady(for: choice) else { return false }
                 let id = self.lease(for: choice)
-                self.sendHeld(to: [id])
+                self.sendHeld(to: LeaseIDs(id))
             } else {
                 self.sendHeld()
             }
@@ -254,7 +254,7 @@ extension SessionEngine {
             if self.batch == nil, self.inFlight == nil {
                 let choice = self.chooseAny(primary: false, context: &context)
                 guard self.isReady(for: choice) else { return false }
-                self.sendHeld(to: [self.lease(for: choice)])
+                self.sendHeld(to: LeaseIDs(self.lease(for: choice)))
             } else {
                 self.sendHeld()
             }

@@ -3,6 +3,31 @@ import PGWire
 import ShardMap
 import SQLRouting
 
+/// The leases of a source: one lease, or a group's members. One lease is held without an array (the
+/// commonest case, on every extended-protocol message).
+struct LeaseIDs: RandomAccessCollection {
+    private let single: SessionEngine.LeaseID
+    private let members: [SessionEngine.LeaseID]?
+
+    init(_ id: SessionEngine.LeaseID) {
+        self.single = id
+        self.members = nil
+    }
+
+    init(_ members: [SessionEngine.LeaseID]) {
+        self.single = 0
+        self.members = members
+    }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { self.members?.count ?? 1 }
+    subscript(position: Int) -> SessionEngine.LeaseID {
+        if let members = self.members { return members[position] }
+        precondition(position == 0, "index out of range")
+        return self.single
+    }
+}
+
 /// The query-time logic of one client session after login: where each client message goes, which
 /// backends the session leases, and how their answers become the client's answers.
 ///

@@ -160,9 +160,16 @@ public struct StatementAnalysis: Sendable, Hashable {
     /// Bind parameter numbers whose values routing reads (the proxy only needs to provide these).
     public var keyParameters: Set<Int> {
         var numbers = Set<Int>()
+        self.forEachKeyParameter { numbers.insert($0) }
+        return numbers
+    }
+
+    /// Calls `body` with each parameter number (`$n`) the route depends on, repeats included, without
+    /// building a set (the Bind path asks this on every Bind).
+    public func forEachKeyParameter(_ body: (Int) -> Void) {
         func collect(_ source: KeyValueSource?) {
             switch source {
-            case .parameter(let n), .arrayParameter(let n): numbers.insert(n)
+            case .parameter(let n), .arrayParameter(let n): body(n)
             case .literal, .arrayLiteral, .null, nil: break
             }
         }
@@ -172,11 +179,10 @@ public struct StatementAnalysis: Sendable, Hashable {
             case .all(let ps), .any(let ps): ps.forEach(collect)
             }
         }
-        for occurrence in occurrences {
+        for occurrence in self.occurrences {
             occurrence.key.map(collect)
             occurrence.insertRows?.forEach(collect)
         }
-        return numbers
     }
 }
 

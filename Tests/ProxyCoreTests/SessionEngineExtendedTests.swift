@@ -30,6 +30,20 @@ import Testing
         #expect(reply.actions.released == [id])
     }
 
+    /// The key may be any parameter: found among the first 64 by bits, beyond them by a set.
+    @Test(arguments: [(2, H.keyOnS0, 0), (2, H.keyOnS1, 1), (70, H.keyOnS0, 0), (70, H.keyOnS1, 1)])
+    func aBindIsRoutedByItsKeyParameterWhereverItIs(keyNumber: Int, key: Int, shard: Int) {
+        var h = H()
+        let others = (1..<keyNumber).map { "$\($0)" }.joined(separator: ", ")
+        let sql = "SELECT name FROM users WHERE name IN (\(others)) AND id = $\(keyNumber)"
+        var values = (1..<keyNumber).map { ByteBuffer(string: "n\($0)") }
+        values.append(ByteBuffer(string: "\(key)"))
+        let bind = frame(.bind(Bind(portal: "", statement: "", parameters: values)))
+        h.client(Frames.parse(sql))
+        let actions = h.client(bind, Frames.execute(), Frames.sync)
+        #expect(actions.acquired == [BackendTarget(shard: shard, replica: 0)])
+    }
+
     /// libpq's PQprepare (Parse + Sync) in a transaction that has not reached a shard: answered without a
     /// backend; the statement goes to the shard of its first Bind, which is the transaction's only one.
     @Test func aPrepareInATransactionWithoutShardsIsAnsweredHere() {
